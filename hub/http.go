@@ -1,0 +1,216 @@
+package hub
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// StatusOf maps an error code to its HTTP status. It is the only place
+// that does.
+func StatusOf(code string) int {
+	switch code {
+	case ECONFLICT:
+		return http.StatusConflict
+	case EINVALID:
+		return http.StatusUnprocessableEntity
+	case ENOTFOUND:
+		return http.StatusNotFound
+	case EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case EFORBIDDEN:
+		return http.StatusForbidden
+	case EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// Problem is an RFC 9457 problem details document.
+type Problem struct {
+	Type   string            `json:"type"`
+	Title  string            `json:"title"`
+	Status int               `json:"status"`
+	Detail string            `json:"detail,omitempty"`
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// WriteProblem answers err as application/problem+json. Internal errors
+// are logged and shown without detail.
+func WriteProblem(c echo.Context, err error) error {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg, _ := he.Message.(string)
+		if msg == http.StatusText(he.Code) {
+			msg = ""
+		}
+		return writeProblem(c, Problem{Type: "about:blank", Title: http.StatusText(he.Code), Status: he.Code, Detail: msg})
+	}
+	code := ErrorCode(err)
+	st := StatusOf(code)
+	p := Problem{Type: "about:blank", Title: http.StatusText(st), Status: st}
+	var e *Error
+	if code == EINTERNAL || !errors.As(err, &e) {
+		slog.ErrorContext(c.Request().Context(), "request failed", "method", c.Request().Method, "path", c.Path(), "error", err)
+	} else {
+		p.Detail = e.Message
+		p.Errors = e.Fields
+	}
+	if st == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", "5")
+	}
+	return writeProblem(c, p)
+}
+
+func writeProblem(c echo.Context, p Problem) error {
+	if c.Response().Committed {
+		return nil
+	}
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	c.Response().WriteHeader(p.Status)
+	return echo.New().JSONSerializer.Serialize(c, p, "")
+}
+
+// ErrorHandler is the echo error handler: every error becomes problem+json.
+func ErrorHandler(err error, c echo.Context) {
+	_ = WriteProblem(c, err)
+}
+
+// List is the envelope of every list response.
+type List[T any] struct {
+	Data       []T    `json:"data"`
+	NextCursor string `json:"next_cursor"`
+}
+
+// NewList builds a list response; idOf gives an item's id for the cursor.
+// The cursor is set when the page is full.
+func NewList[T any](items []T, p Page, idOf func(T) string) List[T] {
+	l := List[T]{Data: items}
+	if l.Data == nil {
+		l.Data = []T{}
+	}
+	if len(items) > 0 && len(items) >= p.Limit {
+		l.NextCursor = idOf(items[len(items)-1])
+	}
+	return l
+}
+
+// PageOf reads ?limit= and ?cursor=.
+func PageOf(c echo.Context) (Page, error) {
+	p := Page{Cursor: c.QueryParam("cursor"), Limit: 50}
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 200 {
+			return p, Invalid(map[string]string{"limit": "must be an integer from 1 to 200"})
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// FilterOf reads ?status=, ?partner_id=, ?since= and ?until= (RFC 3339).
+func FilterOf(c echo.Context) (Filter, error) {
+	f := Filter{Status: c.QueryParam("status"), PartnerID: c.QueryParam("partner_id")}
+	bad := map[string]string{}
+	for _, q := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if s := c.QueryParam(q.name); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				bad[q.name] = "must be an RFC 3339 time"
+			}
+			*q.dst = t
+		}
+	}
+	if len(bad) > 0 {
+		return f, Invalid(bad)
+	}
+	return f, nil
+}
+
+// HashKey returns the hex SHA-256 of an API key, as stored.
+func HashKey(key string) string {
+	s := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(s[:])
+}
+
+const callerKey = "partnerhub.caller"
+
+// Auth authenticates "Authorization: Bearer <key>" against the store, or
+// against static keys (whose Hash is set; the configured admin key), and
+// puts the key in the context (see Caller).
+func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Request().Header.Get(echo.HeaderAuthorization)
+			tok, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || tok == "" {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="partnerhub"`)
+				return Errorf(EUNAUTHORIZED, "missing bearer API key")
+			}
+			hash := HashKey(strings.TrimSpace(tok))
+			for _, k := range static {
+				if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hash)) == 1 {
+					c.Set(callerKey, k)
+					return next(c)
+				}
+			}
+			k, err := st.FindAPIKey(c.Request().Context(), hash)
+			if errors.Is(err, ErrNotFound) {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="partnerhub"`)
+				return Errorf(EUNAUTHORIZED, "invalid API key")
+			}
+			if err != nil {
+				return err
+			}
+			c.Set(callerKey, k)
+			return next(c)
+		}
+	}
+}
+
+// Caller returns the authenticated API key of the request.
+func Caller(c echo.Context) *APIKey {
+	k, _ := c.Get(callerKey).(*APIKey)
+	return k
+}
+
+// RequireRole refuses callers whose role is not one of roles.
+func RequireRole(roles ...string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			k := Caller(c)
+			if k == nil {
+				return Errorf(EUNAUTHORIZED, "missing bearer API key")
+			}
+			for _, r := range roles {
+				if k.Role == r {
+					return next(c)
+				}
+			}
+			return Errorf(EFORBIDDEN, "the %s role may not do this", k.Role)
+		}
+	}
+}
+
+// Bind decodes the JSON body into v, reporting malformed JSON as EINVALID.
+func Bind(c echo.Context, v any) error {
+	if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
+			return err
+		}
+		return Errorf(EINVALID, "malformed JSON body")
+	}
+	return nil
+}

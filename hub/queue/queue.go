@@ -1,0 +1,311 @@
+// Package queue runs partnerhub's jobs on asynq: it implements hub.Queue,
+// the worker that dispatches tasks to their handlers and the scheduler of
+// periodic jobs. Without a Redis URL it starts an in-process miniredis, so
+// the embedded default needs no Redis.
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/partnerhub/partnerhub/hub"
+)
+
+// Config configures a Queue.
+type Config struct {
+	// RedisURL is redis://, rediss://, redis-socket:// or
+	// redis-sentinel://. Empty: an in-process miniredis on 127.0.0.1.
+	RedisURL string
+	// Concurrency is the number of tasks a worker runs at once. Zero: 20.
+	Concurrency int
+	// PollInterval is how often an idle worker checks for new tasks, and
+	// how often due scheduled tasks are moved to the queue. Zero: 100 ms.
+	PollInterval time.Duration
+	// SweepEvery is the period of hub:sweep. Zero: 30 s.
+	SweepEvery time.Duration
+	// ReconcileEvery is the period of hub:reconcile. Zero: 5 min.
+	ReconcileEvery time.Duration
+	// ApproveEvery is the period of hub:approve. Zero: 10 min.
+	ApproveEvery time.Duration
+	// Name is the asynq queue the tasks go to, so that several
+	// deployments (or tests) can share one Redis. Zero: "partnerhub".
+	Name string
+	// Logger zero value: slog.Default().
+	Logger *slog.Logger
+}
+
+// Queue is the asynq-backed hub.Queue.
+type Queue struct {
+	cfg    Config
+	rc     redis.UniversalClient
+	opt    asynq.RedisConnOpt
+	mini   *miniredis.Miniredis
+	client *asynq.Client
+	insp   *asynq.Inspector
+	srv    *asynq.Server
+	sched  *asynq.Scheduler
+}
+
+var _ hub.Queue = (*Queue)(nil)
+
+// Open connects to Redis, or starts the in-process miniredis.
+func Open(cfg Config) (*Queue, error) {
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 20
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = 30 * time.Second
+	}
+	if cfg.ReconcileEvery == 0 {
+		cfg.ReconcileEvery = 5 * time.Minute
+	}
+	if cfg.ApproveEvery == 0 {
+		cfg.ApproveEvery = 10 * time.Minute
+	}
+	if cfg.Name == "" {
+		cfg.Name = "partnerhub"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	q := &Queue{cfg: cfg}
+	url := cfg.RedisURL
+	if url == "" {
+		m := miniredis.NewMiniRedis()
+		m.ClockTTL(true)
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("starting in-process redis: %w", err)
+		}
+		q.mini = m
+		url = "redis://" + m.Addr()
+	}
+	rc, err := newRedisClient(url)
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	// The worker and the scheduler own their connections (asynq closes
+	// them at shutdown); the client and readiness checks share rc.
+	if q.opt, err = asynq.ParseRedisURI(url); err != nil {
+		q.Close()
+		return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+	}
+	q.rc = rc
+	q.client = asynq.NewClientFromRedisClient(rc)
+	q.insp = asynq.NewInspectorFromRedisClient(rc)
+	return q, nil
+}
+
+func newRedisClient(url string) (redis.UniversalClient, error) {
+	if strings.HasPrefix(url, "redis://") || strings.HasPrefix(url, "rediss://") {
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+		}
+		opt.DialTimeout = time.Second
+		opt.ReadTimeout = 3 * time.Second
+		opt.WriteTimeout = 3 * time.Second
+		opt.MaxRetries = 1
+		return redis.NewClient(opt), nil
+	}
+	opt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+	}
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("parsing REDIS_URL: unsupported client")
+	}
+	return rc, nil
+}
+
+// Embedded reports whether the queue runs on the in-process miniredis.
+func (q *Queue) Embedded() bool { return q.mini != nil }
+
+// Redis returns the Redis client, for readiness checks and tests.
+func (q *Queue) Redis() redis.UniversalClient { return q.rc }
+
+// Ping checks that Redis answers.
+func (q *Queue) Ping(ctx context.Context) error {
+	return q.rc.Ping(ctx).Err()
+}
+
+type idPayload struct {
+	ID      string `json:"id"`
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+// EnqueueProcess queues hub:process for an inbound event.
+func (q *Queue) EnqueueProcess(ctx context.Context, inboundID string) error {
+	b, _ := json.Marshal(idPayload{ID: inboundID})
+	return q.enqueue(ctx, asynq.NewTask(hub.TaskProcess, b), "process:"+inboundID,
+		asynq.MaxRetry(20), asynq.Timeout(time.Minute))
+}
+
+// enqueue queues t under id. An id already queued, scheduled, retrying or
+// running is success: that task covers the work. An archived or completed
+// task under the id (asynq gave up on it after its retries) would block
+// the id, so it is deleted and the task enqueued afresh: the row says the
+// work is due, and the row is the truth.
+func (q *Queue) enqueue(ctx context.Context, t *asynq.Task, id string, opts ...asynq.Option) error {
+	opts = append(opts, asynq.Queue(q.cfg.Name), asynq.TaskID(id))
+	for try := 0; ; try++ {
+		_, err := q.client.EnqueueContext(ctx, t, opts...)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return fmt.Errorf("enqueueing %s: %w", t.Type(), err)
+		}
+		info, ierr := q.insp.GetTaskInfo(q.cfg.Name, id)
+		if ierr != nil || try > 0 || (info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted) {
+			return nil
+		}
+		if err := q.insp.DeleteTask(q.cfg.Name, id); err != nil {
+			return fmt.Errorf("clearing finished task %s: %w", id, err)
+		}
+	}
+}
+
+// EnqueueDelivery queues one delivery attempt at at.
+func (q *Queue) EnqueueDelivery(ctx context.Context, deliveryID string, attempt int, at time.Time) error {
+	b, _ := json.Marshal(idPayload{ID: deliveryID, Attempt: attempt})
+	opts := []asynq.Option{asynq.MaxRetry(10), asynq.Timeout(2 * time.Minute)}
+	if time.Until(at) > 0 {
+		opts = append(opts, asynq.ProcessAt(at))
+	}
+	return q.enqueue(ctx, asynq.NewTask(hub.TaskDeliver, b), "deliver:"+deliveryID+":"+strconv.Itoa(attempt), opts...)
+}
+
+// Handlers are the functions the worker runs.
+type Handlers struct {
+	Process func(ctx context.Context, inboundID string) error
+	Deliver func(ctx context.Context, deliveryID string, attempt int) error
+	Sweep   func(ctx context.Context) error
+	// Reconcile is optional.
+	Reconcile func(ctx context.Context) error
+	// Approve is the hub:approve job; optional.
+	Approve func(ctx context.Context) error
+}
+
+// StartWorker starts processing tasks in the background.
+func (q *Queue) StartWorker(h Handlers) error {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(hub.TaskProcess, func(ctx context.Context, t *asynq.Task) error {
+		var p idPayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil {
+			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
+		}
+		return h.Process(ctx, p.ID)
+	})
+	mux.HandleFunc(hub.TaskDeliver, func(ctx context.Context, t *asynq.Task) error {
+		var p idPayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil {
+			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
+		}
+		return h.Deliver(ctx, p.ID, p.Attempt)
+	})
+	mux.HandleFunc(hub.TaskSweep, func(ctx context.Context, _ *asynq.Task) error {
+		return h.Sweep(ctx)
+	})
+	if h.Reconcile != nil {
+		mux.HandleFunc(hub.TaskReconcile, func(ctx context.Context, _ *asynq.Task) error {
+			return h.Reconcile(ctx)
+		})
+	}
+	if h.Approve != nil {
+		mux.HandleFunc(hub.TaskApprove, func(ctx context.Context, _ *asynq.Task) error {
+			return h.Approve(ctx)
+		})
+	}
+	q.srv = asynq.NewServer(q.opt, asynq.Config{
+		Concurrency:              q.cfg.Concurrency,
+		Queues:                   map[string]int{q.cfg.Name: 1},
+		TaskCheckInterval:        q.cfg.PollInterval,
+		DelayedTaskCheckInterval: q.cfg.PollInterval,
+		ShutdownTimeout:          10 * time.Second,
+		Logger:                   slogAdapter{q.cfg.Logger},
+		LogLevel:                 asynq.WarnLevel,
+		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration {
+			return min(time.Duration(1<<min(n, 8))*time.Second, 5*time.Minute)
+		},
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			q.cfg.Logger.WarnContext(ctx, "task failed; asynq retries it, and the sweeper once asynq gives up", "task", t.Type(), "error", err)
+		}),
+	})
+	return q.srv.Start(mux)
+}
+
+// StartScheduler registers the periodic jobs and starts enqueuing them.
+// Each is enqueued with Unique, so replicas do not run it twice.
+func (q *Queue) StartScheduler() error {
+	q.sched = asynq.NewScheduler(q.opt, &asynq.SchedulerOpts{
+		Logger:   slogAdapter{q.cfg.Logger},
+		LogLevel: asynq.WarnLevel,
+		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
+			if !errors.Is(err, asynq.ErrDuplicateTask) {
+				q.cfg.Logger.Warn("scheduling periodic job", "task", t.Type(), "error", err)
+			}
+		},
+	})
+	every := fmt.Sprintf("@every %s", q.cfg.SweepEvery)
+	if _, err := q.sched.Register(every, asynq.NewTask(hub.TaskSweep, nil), asynq.Queue(q.cfg.Name), asynq.Unique(q.cfg.SweepEvery), asynq.MaxRetry(0)); err != nil {
+		return fmt.Errorf("registering %s: %w", hub.TaskSweep, err)
+	}
+	every = fmt.Sprintf("@every %s", q.cfg.ReconcileEvery)
+	if _, err := q.sched.Register(every, asynq.NewTask(hub.TaskReconcile, nil), asynq.Queue(q.cfg.Name), asynq.Unique(q.cfg.ReconcileEvery), asynq.MaxRetry(0), asynq.Timeout(q.cfg.ReconcileEvery)); err != nil {
+		return fmt.Errorf("registering %s: %w", hub.TaskReconcile, err)
+	}
+	every = fmt.Sprintf("@every %s", q.cfg.ApproveEvery)
+	if _, err := q.sched.Register(every, asynq.NewTask(hub.TaskApprove, nil), asynq.Queue(q.cfg.Name), asynq.Unique(q.cfg.ApproveEvery), asynq.MaxRetry(0), asynq.Timeout(q.cfg.ApproveEvery)); err != nil {
+		return fmt.Errorf("registering %s: %w", hub.TaskApprove, err)
+	}
+	return q.sched.Start()
+}
+
+// Close stops the worker (waiting for running tasks), the scheduler, and
+// the in-process Redis.
+func (q *Queue) Close() {
+	if q.sched != nil {
+		q.sched.Shutdown()
+	}
+	if q.srv != nil {
+		q.srv.Shutdown()
+	}
+	if q.insp != nil {
+		_ = q.insp.Close()
+	}
+	if q.client != nil {
+		_ = q.client.Close()
+	}
+	if q.rc != nil {
+		_ = q.rc.Close()
+	}
+	if q.mini != nil {
+		q.mini.Close()
+	}
+}
+
+// slogAdapter routes asynq's logs to slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a slogAdapter) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a slogAdapter) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a slogAdapter) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a slogAdapter) Fatal(args ...any) {
+	a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true)
+}

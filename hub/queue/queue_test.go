@@ -1,0 +1,136 @@
+package queue_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/partnerhub/partnerhub/hub/queue"
+)
+
+func openQueue(t *testing.T, url string) *queue.Queue {
+	q, _ := openNamedQueue(t, url)
+	return q
+}
+
+func openNamedQueue(t *testing.T, url string) (*queue.Queue, string) {
+	t.Helper()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "qtest_" + hex.EncodeToString(b)
+	q, err := queue.Open(queue.Config{RedisURL: url, Name: name, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("opening queue: %v", err)
+	}
+	t.Cleanup(q.Close)
+	return q, name
+}
+
+// TestTasksRunOnce: a task id is queued once however often it is
+// enqueued, and the worker hands each task's id to its handler.
+func TestTasksRunOnce(t *testing.T) {
+	q := openQueue(t, os.Getenv("REDIS_URL"))
+	if q.Embedded() == (os.Getenv("REDIS_URL") != "") {
+		t.Fatalf("Embedded() = %v with REDIS_URL %q", q.Embedded(), os.Getenv("REDIS_URL"))
+	}
+	ctx := context.Background()
+	for range 3 {
+		if err := q.EnqueueProcess(ctx, "inb_1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.EnqueueDelivery(ctx, "dlv_1", 2, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.EnqueueDelivery(ctx, "dlv_1", 3, time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	done := make(chan struct{}, 8)
+	record := func(s string) {
+		mu.Lock()
+		got = append(got, s)
+		mu.Unlock()
+		done <- struct{}{}
+	}
+	err := q.StartWorker(queue.Handlers{
+		Process: func(_ context.Context, id string) error { record("process " + id); return nil },
+		Deliver: func(_ context.Context, id string, attempt int) error {
+			record("deliver " + id + " " + string(rune('0'+attempt)))
+			return nil
+		},
+		Sweep: func(context.Context) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tasks run so far: %v", got)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]bool{"process inb_1": true, "deliver dlv_1 2": true, "deliver dlv_1 3": true}
+	if len(got) != 3 {
+		t.Fatalf("ran %v, want each of %v once", got, want)
+	}
+	for _, g := range got {
+		if !want[g] {
+			t.Fatalf("ran %v, want each of %v once", got, want)
+		}
+	}
+}
+
+// TestEnqueueFailsFastWhenRedisIsDown: ingest relies on a prompt error so
+// it can acknowledge and leave the row to the sweeper.
+func TestEnqueueFailsFastWhenRedisIsDown(t *testing.T) {
+	q := openQueue(t, "redis://127.0.0.1:1/0")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := q.EnqueueProcess(ctx, "inb_1"); err == nil {
+		t.Fatal("enqueue succeeded with Redis down")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("enqueue took %s to fail", d)
+	}
+	if err := q.Ping(ctx); err == nil {
+		t.Fatal("ping succeeded with Redis down")
+	}
+}
+
+// TestArchivedTaskDoesNotBlockItsID: once asynq gives up on a task and
+// archives it, enqueueing the same work again (the sweeper does) queues it
+// afresh instead of being refused for the archived id.
+func TestArchivedTaskDoesNotBlockItsID(t *testing.T) {
+	q, name := openNamedQueue(t, os.Getenv("REDIS_URL"))
+	ctx := context.Background()
+	if err := q.EnqueueProcess(ctx, "inb_arch"); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(q.Redis())
+	if err := insp.ArchiveTask(name, "process:inb_arch"); err != nil {
+		t.Fatalf("archiving: %v", err)
+	}
+	if err := q.EnqueueProcess(ctx, "inb_arch"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := insp.GetTaskInfo(name, "process:inb_arch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != asynq.TaskStatePending {
+		t.Fatalf("task state after re-enqueue = %v, want pending", info.State)
+	}
+}

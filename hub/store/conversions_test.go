@@ -1,0 +1,488 @@
+package store_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/store"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newConversion(src *hub.Source, keys ...string) *hub.Conversion {
+	return &hub.Conversion{
+		SourceID:   src.ID,
+		Provider:   src.Provider,
+		Keys:       keys,
+		Kind:       hub.KindNew,
+		Livemode:   true,
+		Customer:   hub.Customer{ProviderCustomerID: "cus_1", EmailHash: "e3b0c442"},
+		BaseMinor:  9000,
+		GrossMinor: 10890,
+		TaxMinor:   1890,
+		Currency:   "EUR",
+		OccurredAt: t0,
+	}
+}
+
+func insertConversion(t *testing.T, db *store.DB, c *hub.Conversion) {
+	t.Helper()
+	mustTx(t, db, func(tx hub.Tx) error { return tx.InsertConversion(t.Context(), c) })
+}
+
+func findConversion(t *testing.T, db *store.DB, keys ...string) (*hub.Conversion, error) {
+	t.Helper()
+	var got *hub.Conversion
+	err := db.InTx(t.Context(), func(tx hub.Tx) error {
+		var err error
+		got, err = tx.FindConversion(t.Context(), hub.DefaultProgramID, "stripe", keys)
+		return err
+	})
+	return got, err
+}
+
+func testConversionAliases(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	src := seedSource(t, db)
+	a := newConversion(src, "cs_1", "in_1")
+	a.Lines = []hub.LineItem{{ProductID: "prod_1", PriceID: "price_1", Quantity: 2, AmountMinor: 4500}}
+	a.Hints = hub.Hints{ClickID: "clk_1", PromoCodes: []string{"SPRING"}}
+	insertConversion(t, db, a)
+	b := newConversion(src, "cs_2")
+	insertConversion(t, db, b)
+
+	for _, tc := range []struct {
+		name string
+		keys []string
+		want *hub.Conversion
+	}{
+		{"first_key", []string{"cs_1"}, a},
+		{"second_key", []string{"in_1"}, a},
+		{"unknown_and_known", []string{"pi_unknown", "in_1"}, a},
+		{"other_conversion", []string{"cs_2"}, b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := findConversion(t, db, tc.keys...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("FindConversion(%v) (-want +got):\n%s", tc.keys, diff)
+			}
+		})
+	}
+	if _, err := findConversion(t, db, "pi_unknown"); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("unknown key: err = %v, want ErrNotFound", err)
+	}
+	if _, err := findConversion(t, db); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("no keys: err = %v, want ErrNotFound", err)
+	}
+
+	// AddAliases: in_1 already names a (skipped), cs_2 names b (left
+	// alone), pi_1 and ch_1 are new.
+	mustTx(t, db, func(tx hub.Tx) error {
+		c, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{"cs_1"})
+		if err != nil {
+			return err
+		}
+		if err := tx.AddAliases(ctx, c, []string{"in_1", "cs_2", "pi_1", "ch_1", "pi_1"}); err != nil {
+			return err
+		}
+		if diff := cmp.Diff([]string{"cs_1", "in_1", "pi_1", "ch_1"}, c.Keys); diff != "" {
+			t.Errorf("Keys after AddAliases (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		key  string
+		want string
+	}{{"pi_1", a.ID}, {"ch_1", a.ID}, {"cs_2", b.ID}} {
+		got, err := findConversion(t, db, tc.key)
+		if err != nil {
+			t.Fatalf("FindConversion(%s): %v", tc.key, err)
+		}
+		if got.ID != tc.want {
+			t.Errorf("FindConversion(%s) = %s, want %s", tc.key, got.ID, tc.want)
+		}
+	}
+	got, err := db.GetConversion(ctx, hub.DefaultProgramID, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"cs_1", "in_1", "pi_1", "ch_1"}, got.Keys); diff != "" {
+		t.Errorf("stored keys (-want +got):\n%s", diff)
+	}
+
+	// A key that names another conversion cannot be inserted again.
+	err = db.InTx(ctx, func(tx hub.Tx) error {
+		return tx.InsertConversion(ctx, newConversion(src, "cs_3", "cs_2"))
+	})
+	wantCode(t, err, hub.ECONFLICT)
+	if _, err := findConversion(t, db, "cs_3"); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("failed insert left cs_3 behind: err = %v", err)
+	}
+}
+
+func testConversionHistory(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	src := seedSource(t, db)
+	ptn := seedPartner(t, db, "ref1")
+
+	first := newConversion(src, "in_1")
+	first.SubscriptionID = "sub_1"
+	first.OccurredAt = t0
+	insertConversion(t, db, first)
+	trial := newConversion(src, "in_0")
+	trial.SubscriptionID = "sub_2"
+	trial.GrossMinor = 0
+	trial.OccurredAt = t0
+	insertConversion(t, db, trial)
+
+	mustTx(t, db, func(tx hub.Tx) error {
+		for _, tc := range []struct {
+			name      string
+			sub       string
+			exclude   string
+			at        time.Time
+			wantFound bool
+		}{
+			{"later_payment", "sub_1", "cnv_new", t0.Add(time.Hour), true},
+			{"same_time", "sub_1", "cnv_new", t0, false},
+			{"itself_excluded", "sub_1", first.ID, t0.Add(time.Hour), false},
+			{"zero_gross_trial", "sub_2", "cnv_new", t0.Add(time.Hour), false},
+			{"other_subscription", "sub_9", "cnv_new", t0.Add(time.Hour), false},
+			{"no_subscription", "", "cnv_new", t0.Add(time.Hour), false},
+		} {
+			got, err := tx.HasEarlierPayment(ctx, hub.DefaultProgramID, "stripe", tc.sub, tc.exclude, tc.at)
+			if err != nil {
+				return err
+			}
+			if got != tc.wantFound {
+				t.Errorf("%s: HasEarlierPayment = %v, want %v", tc.name, got, tc.wantFound)
+			}
+		}
+		return nil
+	})
+
+	// CustomerPartner: "" until a conversion of the customer is attributed.
+	mustTx(t, db, func(tx hub.Tx) error {
+		got, err := tx.CustomerPartner(ctx, hub.DefaultProgramID, "stripe", "cus_1")
+		if err != nil || got != "" {
+			t.Errorf("CustomerPartner before attribution = %q, %v; want \"\"", got, err)
+		}
+		c, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{"in_1"})
+		if err != nil {
+			return err
+		}
+		c.PartnerID, c.AttributedBy = ptn.ID, "click"
+		c.Hints = c.Hints.Merge(hub.Hints{PartnerCode: "ref1"})
+		c.RefundedMinor, c.RefundedBaseMinor = 500, 400
+		return tx.UpdateConversion(ctx, c)
+	})
+	mustTx(t, db, func(tx hub.Tx) error {
+		got, err := tx.CustomerPartner(ctx, hub.DefaultProgramID, "stripe", "cus_1")
+		if err != nil || got != ptn.ID {
+			t.Errorf("CustomerPartner = %q, %v; want %s", got, err, ptn.ID)
+		}
+		got, err = tx.CustomerPartner(ctx, hub.DefaultProgramID, "stripe", "cus_other")
+		if err != nil || got != "" {
+			t.Errorf("CustomerPartner of another customer = %q, %v; want \"\"", got, err)
+		}
+		return nil
+	})
+	got, err := db.GetConversion(ctx, hub.DefaultProgramID, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *first
+	want.PartnerID, want.AttributedBy = ptn.ID, "click"
+	want.Hints = hub.Hints{PartnerCode: "ref1"}
+	want.RefundedMinor, want.RefundedBaseMinor = 500, 400
+	if diff := cmp.Diff(&want, got); diff != "" {
+		t.Errorf("updated conversion (-want +got):\n%s", diff)
+	}
+	err = db.InTx(ctx, func(tx hub.Tx) error {
+		return tx.UpdateConversion(ctx, &hub.Conversion{ID: "cnv_missing"})
+	})
+	if !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("updating a missing conversion: err = %v, want ErrNotFound", err)
+	}
+}
+
+// testConversionTimes checks that times round-trip in UTC to the
+// microsecond, whatever zone they were written in.
+func testConversionTimes(t *testing.T, db *store.DB) {
+	src := seedSource(t, db)
+	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		want time.Time
+	}{
+		{"nanoseconds_truncated", time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC), time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)},
+		{"zone_converted", time.Date(2026, 3, 1, 17, 30, 0, 1000, zone), time.Date(2026, 3, 1, 12, 0, 0, 1000, time.UTC)},
+		{"before_1970", time.Date(1969, 7, 20, 20, 17, 40, 5000, time.UTC), time.Date(1969, 7, 20, 20, 17, 40, 5000, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newConversion(src, "pi_"+tc.name)
+			c.OccurredAt = tc.at
+			insertConversion(t, db, c)
+			got, err := db.GetConversion(t.Context(), hub.DefaultProgramID, c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.OccurredAt.Equal(tc.want) || got.OccurredAt.Location() != time.UTC {
+				t.Errorf("OccurredAt = %v, want %v", got.OccurredAt, tc.want)
+			}
+			if got.ReceivedAt.Location() != time.UTC || got.ReceivedAt.Nanosecond()%1000 != 0 {
+				t.Errorf("ReceivedAt = %v, want UTC microseconds", got.ReceivedAt)
+			}
+		})
+	}
+}
+
+func testTxRollback(t *testing.T, db *store.DB) {
+	src := seedSource(t, db)
+	boom := errors.New("boom")
+	err := db.InTx(t.Context(), func(tx hub.Tx) error {
+		if err := tx.InsertConversion(t.Context(), newConversion(src, "cs_rollback")); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("InTx = %v, want fn's error", err)
+	}
+	if _, err := findConversion(t, db, "cs_rollback"); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("rolled back conversion: err = %v, want ErrNotFound", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("InTx swallowed a panic")
+			}
+		}()
+		_ = db.InTx(t.Context(), func(tx hub.Tx) error {
+			_ = tx.InsertConversion(t.Context(), newConversion(src, "cs_panic"))
+			panic("boom")
+		})
+	}()
+	if _, err := findConversion(t, db, "cs_panic"); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("conversion of a panicking tx: err = %v, want ErrNotFound", err)
+	}
+}
+
+func int64p(v int64) *int64 { return &v }
+
+func upsertRefund(t *testing.T, db *store.DB, r *hub.Refund) (*hub.Refund, bool) {
+	t.Helper()
+	var got *hub.Refund
+	var changed bool
+	mustTx(t, db, func(tx hub.Tx) error {
+		var err error
+		got, changed, err = tx.UpsertRefund(t.Context(), r)
+		return err
+	})
+	return got, changed
+}
+
+func testRefundUpsert(t *testing.T, db *store.DB) {
+	src := seedSource(t, db)
+	c := newConversion(src, "ch_1")
+	insertConversion(t, db, c)
+	refund := func(amount int64, status string, at time.Time) *hub.Refund {
+		return &hub.Refund{
+			SourceID: src.ID, ConversionID: c.ID, Provider: "stripe", ExternalID: "ch_1",
+			OriginalKeys: []string{"ch_1"}, Kind: hub.RefundKindRefund, Cumulative: true,
+			AmountMinor: amount, BaseMinor: int64p(amount * 9000 / 10890), Currency: "EUR",
+			Status: status, OccurredAt: at,
+		}
+	}
+	first := refund(1000, hub.RefundSucceeded, t0.Add(time.Hour))
+	got, changed := upsertRefund(t, db, first)
+	if !changed || got.ID == "" {
+		t.Fatalf("first upsert: changed = %v, row %+v", changed, got)
+	}
+	stored := *got
+
+	for _, tc := range []struct {
+		name        string
+		r           *hub.Refund
+		wantChanged bool
+		wantAmount  int64
+		wantStatus  string
+		wantAt      time.Time
+	}{
+		{"replay", refund(1000, hub.RefundSucceeded, t0.Add(time.Hour)), false, 1000, hub.RefundSucceeded, t0.Add(time.Hour)},
+		{"older_fact_ignored", refund(5000, hub.RefundSucceeded, t0.Add(30*time.Minute)), false, 1000, hub.RefundSucceeded, t0.Add(time.Hour)},
+		{"newer_same_facts", refund(1000, hub.RefundSucceeded, t0.Add(90*time.Minute)), false, 1000, hub.RefundSucceeded, t0.Add(90 * time.Minute)},
+		{"newer_amount", refund(3000, hub.RefundSucceeded, t0.Add(2*time.Hour)), true, 3000, hub.RefundSucceeded, t0.Add(2 * time.Hour)},
+		{"same_time_new_status", refund(3000, hub.RefundFailed, t0.Add(2*time.Hour)), true, 3000, hub.RefundFailed, t0.Add(2 * time.Hour)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, changed := upsertRefund(t, db, tc.r)
+			if changed != tc.wantChanged {
+				t.Errorf("changed = %v, want %v", changed, tc.wantChanged)
+			}
+			if got.ID != stored.ID || got.AmountMinor != tc.wantAmount || got.Status != tc.wantStatus || !got.OccurredAt.Equal(tc.wantAt) {
+				t.Errorf("returned row = %+v, want id %s amount %d status %s at %v", got, stored.ID, tc.wantAmount, tc.wantStatus, tc.wantAt)
+			}
+			var rs []*hub.Refund
+			mustTx(t, db, func(tx hub.Tx) error {
+				var err error
+				rs, err = tx.ConversionRefunds(t.Context(), c.ID)
+				return err
+			})
+			if len(rs) != 1 {
+				t.Fatalf("ConversionRefunds = %d rows, want 1", len(rs))
+			}
+			if diff := cmp.Diff(got, rs[0]); diff != "" {
+				t.Errorf("stored row differs from the returned one (-returned +stored):\n%s", diff)
+			}
+		})
+	}
+
+	// The same external id as a chargeback is another row.
+	cb := refund(10890, hub.DisputeWithdrawn, t0.Add(3*time.Hour))
+	cb.Kind = hub.RefundKindChargeback
+	cb.BaseMinor = nil
+	got, changed = upsertRefund(t, db, cb)
+	if !changed || got.ID == stored.ID || got.BaseMinor != nil {
+		t.Errorf("chargeback upsert: changed = %v, row %+v", changed, got)
+	}
+}
+
+func testRefundParking(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	src := seedSource(t, db)
+	parked := &hub.Refund{
+		SourceID: src.ID, Provider: "stripe", ExternalID: "re_1", OriginalKeys: []string{"pi_9"},
+		Kind: hub.RefundKindRefund, AmountMinor: 500, Currency: "EUR", Status: hub.RefundSucceeded, OccurredAt: t0,
+	}
+	got, changed := upsertRefund(t, db, parked)
+	if !changed || got.ConversionID != "" {
+		t.Fatalf("parked upsert: changed = %v, row %+v", changed, got)
+	}
+	if !hasPrefix(got.ID, "rfd_") {
+		t.Errorf("ID = %q", got.ID)
+	}
+	mustTx(t, db, func(tx hub.Tx) error {
+		rs, err := tx.ParkedRefunds(ctx, hub.DefaultProgramID, "stripe")
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff([]*hub.Refund{parked}, rs); diff != "" {
+			t.Errorf("ParkedRefunds (-want +got):\n%s", diff)
+		}
+		rs, err = tx.ParkedRefunds(ctx, hub.DefaultProgramID, "paddle")
+		if err != nil || len(rs) != 0 {
+			t.Errorf("ParkedRefunds of another provider = %v, %v", rs, err)
+		}
+		return nil
+	})
+
+	// The sale arrives: the refund joins it, with the same facts.
+	c := newConversion(src, "pi_9")
+	insertConversion(t, db, c)
+	join := *parked
+	join.ID, join.ConversionID = "", c.ID
+	got, changed = upsertRefund(t, db, &join)
+	if !changed || got.ConversionID != c.ID || got.ID != parked.ID {
+		t.Fatalf("joining upsert: changed = %v, row %+v", changed, got)
+	}
+	// A later fact without conversion does not park it again.
+	later := *parked
+	later.ID, later.ConversionID, later.OccurredAt = "", "", t0.Add(time.Hour)
+	got, _ = upsertRefund(t, db, &later)
+	if got.ConversionID != c.ID {
+		t.Errorf("refund parked again: %+v", got)
+	}
+	mustTx(t, db, func(tx hub.Tx) error {
+		rs, err := tx.ParkedRefunds(ctx, hub.DefaultProgramID, "stripe")
+		if err != nil || len(rs) != 0 {
+			t.Errorf("ParkedRefunds after join = %v, %v; want none", rs, err)
+		}
+		rs, err = tx.ConversionRefunds(ctx, c.ID)
+		if err != nil || len(rs) != 1 || rs[0].ID != parked.ID {
+			t.Errorf("ConversionRefunds after join = %v, %v", rs, err)
+		}
+		return nil
+	})
+}
+
+func testCommissionLedger(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	src := seedSource(t, db)
+	ptn := seedPartner(t, db, "led")
+	c := newConversion(src, "pi_led")
+	insertConversion(t, db, c)
+	com := &hub.Commission{
+		ConversionID: c.ID, PartnerID: ptn.ID, RateBPS: 1000, Currency: "EUR",
+		HoldUntil: t0.AddDate(0, 0, 30),
+	}
+	entries := []struct {
+		name     string
+		e        hub.LedgerEntry
+		inserted bool
+	}{
+		{"earned", hub.LedgerEntry{Key: "earned", Type: hub.EntryEarned, AmountMinor: 900, Currency: "EUR"}, true},
+		{"earned_replay", hub.LedgerEntry{Key: "earned", Type: hub.EntryEarned, AmountMinor: 900, Currency: "EUR"}, false},
+		{"reversal", hub.LedgerEntry{Key: "reversal:re_1", Type: hub.EntryReversal, AmountMinor: -300, Currency: "EUR"}, true},
+		{"reversal_replay_other_amount", hub.LedgerEntry{Key: "reversal:re_1", Type: hub.EntryReversal, AmountMinor: -999, Currency: "EUR"}, false},
+	}
+	mustTx(t, db, func(tx hub.Tx) error {
+		if _, err := tx.GetCommission(ctx, c.ID); !errors.Is(err, hub.ErrNotFound) {
+			t.Errorf("GetCommission before insert: err = %v, want ErrNotFound", err)
+		}
+		if err := tx.InsertCommission(ctx, com); err != nil {
+			return err
+		}
+		for _, tc := range entries {
+			e := tc.e
+			e.CommissionID = com.ID
+			got, err := tx.InsertEntry(ctx, &e)
+			if err != nil {
+				return err
+			}
+			if got != tc.inserted {
+				t.Errorf("%s: InsertEntry = %v, want %v", tc.name, got, tc.inserted)
+			}
+		}
+		return nil
+	})
+	if com.Status != hub.CommissionPending || com.ProgramID != hub.DefaultProgramID || !hasPrefix(com.ID, "com_") {
+		t.Errorf("filled commission fields: %+v", com)
+	}
+	var got *hub.Commission
+	mustTx(t, db, func(tx hub.Tx) error {
+		var err error
+		got, err = tx.GetCommission(ctx, c.ID)
+		return err
+	})
+	if got.NetMinor != 600 || len(got.Entries) != 2 {
+		t.Fatalf("GetCommission: net %d with %d entries, want 600 with 2", got.NetMinor, len(got.Entries))
+	}
+	if got.Entries[0].Key != "earned" || got.Entries[1].Key != "reversal:re_1" || !hasPrefix(got.Entries[0].ID, "ent_") {
+		t.Errorf("entries = %+v", got.Entries)
+	}
+	list, err := db.ListCommissions(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("ListCommissions = %d, want 1", len(list))
+	}
+	if diff := cmp.Diff(got, list[0]); diff != "" {
+		t.Errorf("ListCommissions vs GetCommission (-get +list):\n%s", diff)
+	}
+	err = db.InTx(ctx, func(tx hub.Tx) error {
+		return tx.InsertCommission(ctx, &hub.Commission{ConversionID: c.ID, PartnerID: ptn.ID, Currency: "EUR"})
+	})
+	wantCode(t, err, hub.ECONFLICT)
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

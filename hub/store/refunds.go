@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/partnerhub/partnerhub/hub"
+)
+
+const refundCols = `id, program_id, source_id, conversion_id, provider, external_id, original_keys, kind,
+	cumulative, amount_minor, base_minor, currency, status, occurred_at, created_at`
+
+func scanRefund(r scanner) (*hub.Refund, error) {
+	var f hub.Refund
+	err := r.Scan(&f.ID, &f.ProgramID, &f.SourceID, strCol{&f.ConversionID}, &f.Provider, &f.ExternalID,
+		jsonCol{&f.OriginalKeys}, &f.Kind, &f.Cumulative, &f.AmountMinor, &f.BaseMinor,
+		&f.Currency, &f.Status, timeCol{&f.OccurredAt}, timeCol{&f.CreatedAt})
+	return &f, err
+}
+
+// UpsertRefund inserts r, or, when (source, external_id, kind) exists,
+// updates amount, base, status, conversion and occurred_at if r is not
+// older than the stored row. An r without ConversionID keeps the stored
+// conversion: a joined refund is never parked again. It returns the stored
+// row and whether it changed: inserted, or its amount, base, status or
+// conversion differ (a newer occurred_at alone is saved but is no change).
+// ID, ProgramID (the default program) and CreatedAt are filled when empty.
+func (tx *Tx) UpsertRefund(ctx context.Context, r *hub.Refund) (*hub.Refund, bool, error) {
+	old, err := scanOne(ctx, tx.c, `SELECT `+refundCols+` FROM refunds
+		WHERE source_id = ? AND external_id = ? AND kind = ?`+tx.c.forUpdate(),
+		[]any{r.SourceID, r.ExternalID, r.Kind}, scanRefund)
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		inserted, err := tx.insertRefund(ctx, r)
+		if err != nil {
+			return nil, false, err
+		}
+		if inserted {
+			return r, true, nil
+		}
+		// Another transaction inserted it first: update that row instead.
+		old, err = scanOne(ctx, tx.c, `SELECT `+refundCols+` FROM refunds
+			WHERE source_id = ? AND external_id = ? AND kind = ?`+tx.c.forUpdate(),
+			[]any{r.SourceID, r.ExternalID, r.Kind}, scanRefund)
+		if err != nil {
+			return nil, false, fmt.Errorf("upserting refund %s: %w", r.ExternalID, err)
+		}
+	case err != nil:
+		return nil, false, fmt.Errorf("upserting refund %s: %w", r.ExternalID, err)
+	}
+	if r.OccurredAt.Before(old.OccurredAt) {
+		return old, false, nil
+	}
+	next := *old
+	// Providers time events to the second, so two facts can tie: then a
+	// running total never goes down and a settled status is never
+	// replaced by an unsettled one.
+	tie := normTime(r.OccurredAt).Equal(old.OccurredAt)
+	staleTie := tie && ((r.Cumulative && r.AmountMinor < old.AmountMinor) || statusRank(r.Status) < statusRank(old.Status))
+	if !staleTie {
+		next.AmountMinor = r.AmountMinor
+		next.BaseMinor = r.BaseMinor
+		next.Status = r.Status
+	}
+	if r.ConversionID != "" {
+		next.ConversionID = r.ConversionID
+	}
+	next.OccurredAt = normTime(r.OccurredAt)
+	changed := next.AmountMinor != old.AmountMinor || !sameInt64(next.BaseMinor, old.BaseMinor) ||
+		next.Status != old.Status || next.ConversionID != old.ConversionID
+	if !changed && next.OccurredAt.Equal(old.OccurredAt) {
+		return old, false, nil
+	}
+	_, err = tx.c.exec(ctx, `UPDATE refunds SET amount_minor = ?, base_minor = ?, status = ?, conversion_id = ?,
+		occurred_at = ? WHERE id = ?`,
+		next.AmountMinor, next.BaseMinor, next.Status, nullStr(next.ConversionID), tx.c.ts(next.OccurredAt), old.ID)
+	if err != nil {
+		return nil, false, fmt.Errorf("upserting refund %s: %w", r.ExternalID, err)
+	}
+	return &next, changed, nil
+}
+
+// statusRank orders refund statuses for facts that tie in time: settled
+// outcomes outrank states still waiting for one.
+func statusRank(status string) int {
+	switch status {
+	case hub.RefundPending, hub.RefundAwaiting, hub.DisputeInquiry:
+		return 0
+	}
+	return 1
+}
+
+// insertRefund inserts r unless its (source, external_id, kind) exists.
+func (tx *Tx) insertRefund(ctx context.Context, r *hub.Refund) (bool, error) {
+	if r.ID == "" {
+		r.ID = hub.NewID("rfd")
+	}
+	r.ProgramID = defaultProgram(r.ProgramID)
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = tx.c.nowUTC()
+	}
+	r.CreatedAt = normTime(r.CreatedAt)
+	r.OccurredAt = normTime(r.OccurredAt)
+	keys, err := jsonText(r.OriginalKeys)
+	if err != nil {
+		return false, fmt.Errorf("inserting refund %s: %w", r.ExternalID, err)
+	}
+	n, err := tx.c.execN(ctx, `INSERT INTO refunds (`+refundCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (source_id, external_id, kind) DO NOTHING`,
+		r.ID, r.ProgramID, r.SourceID, nullStr(r.ConversionID), r.Provider, r.ExternalID, keys, r.Kind,
+		r.Cumulative, r.AmountMinor, r.BaseMinor, r.Currency, r.Status, tx.c.ts(r.OccurredAt), tx.c.ts(r.CreatedAt))
+	if err != nil {
+		return false, fmt.Errorf("inserting refund %s: %w", r.ExternalID, err)
+	}
+	return n == 1, nil
+}
+
+func sameInt64(a, b *int64) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// ConversionRefunds lists the refunds and chargebacks joined to a
+// conversion, oldest first.
+func (tx *Tx) ConversionRefunds(ctx context.Context, conversionID string) ([]*hub.Refund, error) {
+	out, err := list(ctx, tx.c, `SELECT `+refundCols+` FROM refunds WHERE conversion_id = ?
+		ORDER BY occurred_at, id`, []any{conversionID}, scanRefund)
+	if err != nil {
+		return nil, fmt.Errorf("listing refunds of conversion %s: %w", conversionID, err)
+	}
+	return out, nil
+}
+
+// ParkedRefunds lists refunds of the program and provider that wait for
+// their sale, oldest first.
+func (tx *Tx) ParkedRefunds(ctx context.Context, programID, provider string) ([]*hub.Refund, error) {
+	out, err := list(ctx, tx.c, `SELECT `+refundCols+` FROM refunds
+		WHERE program_id = ? AND provider = ? AND conversion_id IS NULL
+		ORDER BY occurred_at, id`, []any{programID, provider}, scanRefund)
+	if err != nil {
+		return nil, fmt.Errorf("listing parked refunds: %w", err)
+	}
+	return out, nil
+}
+
+// ListRefunds lists a program's refunds and chargebacks, newest first.
+// Filter.Status, PartnerID (the partner of the refunded conversion) and
+// Since/Until (on occurred_at) apply.
+func (db *DB) ListRefunds(ctx context.Context, programID string, f hub.Filter, p hub.Page) ([]*hub.Refund, error) {
+	var w cond
+	w.and("program_id = ?", programID)
+	w.filter(db.c, f, "status", "conversion_id IN (SELECT id FROM conversions WHERE partner_id = ?)", "occurred_at")
+	out, err := list(ctx, db.c, `SELECT `+refundCols+` FROM refunds`+w.page(p, "id"), w.args, scanRefund)
+	if err != nil {
+		return nil, fmt.Errorf("listing refunds: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,133 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/partnerhub/partnerhub/hub"
+)
+
+func TestBatcher(t *testing.T) {
+	var batches, items, running, maxRunning atomic.Int64
+	b := &batcher[int, string]{
+		max:     8,
+		runners: 2,
+		run: func(_ context.Context, xs []int) []string {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for m := maxRunning.Load(); n > m && !maxRunning.CompareAndSwap(m, n); m = maxRunning.Load() {
+			}
+			batches.Add(1)
+			items.Add(int64(len(xs)))
+			time.Sleep(time.Millisecond)
+			out := make([]string, len(xs))
+			for i, x := range xs {
+				out[i] = fmt.Sprint(x * 2)
+			}
+			return out
+		},
+	}
+	const calls = 2000
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got := b.do(context.Background(), i); got != fmt.Sprint(i*2) {
+				wrong.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := wrong.Load(); n > 0 {
+		t.Errorf("%d calls got another call's result", n)
+	}
+	if items.Load() != calls {
+		t.Errorf("%d items run, want %d", items.Load(), calls)
+	}
+	if batches.Load() >= calls/2 {
+		t.Errorf("%d batches for %d concurrent calls: no batching", batches.Load(), calls)
+	}
+	if m := maxRunning.Load(); m > 2 {
+		t.Errorf("%d batches ran at once, want at most 2", m)
+	}
+	if b.running != 0 || len(b.pending) != 0 {
+		t.Errorf("after the calls: %d running, %d pending", b.running, len(b.pending))
+	}
+}
+
+func TestBatcherSplitsFailedBatch(t *testing.T) {
+	bad := errors.New("cannot decrypt")
+	tests := []struct {
+		name  string
+		err   error // what a batch holding item 13 fails with
+		split bool
+	}{
+		{name: "one bad item", err: bad, split: true},
+		{name: "database down", err: fmt.Errorf("loading: %w", hub.ErrUnavailable), split: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gate, started := make(chan struct{}), make(chan struct{})
+			first := true
+			b := &batcher[int, error]{
+				max: 8, runners: 1,
+				errOf: func(err error) error { return err },
+				run: func(_ context.Context, xs []int) []error {
+					if first {
+						first = false
+						close(started)
+						<-gate // let the others queue up behind the first call
+					}
+					out := make([]error, len(xs))
+					for _, x := range xs {
+						if x == 13 {
+							for i := range out {
+								out[i] = tt.err
+							}
+						}
+					}
+					return out
+				},
+			}
+			errs := make([]error, 20)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[0] = b.do(context.Background(), 0) }()
+			<-started
+			for i := 1; i < 20; i++ {
+				wg.Add(1)
+				go func() { defer wg.Done(); errs[i] = b.do(context.Background(), i) }()
+			}
+			for len(pending(b)) < 19 {
+				time.Sleep(time.Millisecond)
+			}
+			close(gate)
+			wg.Wait()
+			var failed int
+			for _, err := range errs {
+				if err != nil {
+					failed++
+				}
+			}
+			if tt.split && (failed != 1 || errs[13] == nil) {
+				t.Errorf("%d calls failed, want only item 13", failed)
+			}
+			if !tt.split && failed < 2 {
+				t.Errorf("%d calls failed; an unavailable database must fail the batch without retrying one by one", failed)
+			}
+		})
+	}
+}
+
+func pending[T, R any](b *batcher[T, R]) []*batchCall[T, R] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*batchCall[T, R](nil), b.pending...)
+}

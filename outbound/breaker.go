@@ -1,0 +1,250 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker"
+	"golang.org/x/time/rate"
+
+	"github.com/partnerhub/partnerhub/hub"
+)
+
+// Admission: before an attempt goes out, the endpoint's circuit breaker,
+// its concurrency limit and its rate limit must let it through. When one of
+// them refuses, the delivery is held back: its row's next attempt moves to
+// when it may pass, without recording or using an attempt, and its task is
+// queued again for then. Holding back never waits inside the worker, so a
+// dead or slow endpoint never delays deliveries to other endpoints.
+//
+// All of this state is per process and in memory: breakers and rate
+// limits start afresh when a worker restarts, and with several worker
+// processes each enforces its own limits.
+//
+// The breaker of an endpoint (github.com/sony/gobreaker) opens after
+// Config.BreakerFailures consecutive failed attempts, or when, in the
+// current 60 s window, at least 20 attempts were made and more than half
+// failed. Failures here mean the endpoint is unwell: timeouts, connection
+// and TLS errors, 5xx, 408 and 429. Other 4xx (the receiver answered
+// quickly) count as successes for the breaker, though the delivery still
+// retries. An open breaker holds deliveries back for Config.BreakerCooldown,
+// then lets one probe attempt through (half-open): success closes the
+// breaker, failure opens it for another cooldown. Deliveries held back come
+// back spread over a window that starts at the cooldown and grows with the
+// outage (a tenth of how long the endpoint has been failing, at most an
+// hour), so the backlog of a long-dead endpoint costs little.
+
+const (
+	// breakerWindow is the closed-state window of the failure ratio rule.
+	breakerWindow = time.Minute
+	// breakerMinRequests is how many attempts the ratio rule needs.
+	breakerMinRequests = 20
+	// maxHoldSpread bounds the spread of deliveries held back by an open
+	// breaker.
+	maxHoldSpread = time.Hour
+	// busyDelay is how long a delivery waits when its endpoint has
+	// MaxInFlight attempts under way (jittered ±50 %).
+	busyDelay = time.Second
+	// minHold is the shortest hold.
+	minHold = 100 * time.Millisecond
+	// maxPrepaid bounds the rate-limit reservations remembered per
+	// endpoint.
+	maxPrepaid = 100_000
+)
+
+// endpointState is what the dispatcher keeps in memory about one
+// endpoint.
+type endpointState struct {
+	cb       *gobreaker.TwoStepCircuitBreaker
+	inFlight atomic.Int64
+
+	mu       sync.Mutex
+	openedAt time.Time // when the breaker last opened (wall clock)
+	limiter  *rate.Limiter
+	limit    int
+	// prepaid holds the deliveries (id:attempt) held back by the rate
+	// limit, with the slot their reservation took: when they come back
+	// they pass without taking another token.
+	prepaid map[string]time.Time
+}
+
+// endpoint returns the state of endpoint id, creating it.
+func (d *Dispatcher) endpoint(id string) *endpointState {
+	if v, ok := d.endpoints.Load(id); ok {
+		return v.(*endpointState)
+	}
+	es := &endpointState{}
+	es.cb = gobreaker.NewTwoStepCircuitBreaker(gobreaker.Settings{
+		Name:        id,
+		MaxRequests: 1,
+		Interval:    breakerWindow,
+		Timeout:     d.breakerCooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(d.breakerFailures) ||
+				(c.Requests >= breakerMinRequests && 2*c.TotalFailures > c.Requests)
+		},
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			// Called with the breaker's lock held: touch only es.mu.
+			if to == gobreaker.StateOpen {
+				es.mu.Lock()
+				es.openedAt = time.Now()
+				es.mu.Unlock()
+			}
+			level := slog.LevelInfo
+			if to == gobreaker.StateHalfOpen {
+				level = slog.LevelDebug
+			}
+			d.log.Log(context.Background(), level, "circuit breaker "+to.String(), "endpoint_id", name, "from", from.String())
+		},
+	})
+	v, _ := d.endpoints.LoadOrStore(id, es)
+	return v.(*endpointState)
+}
+
+// grant is an admitted attempt: report its outcome with done.
+type grant struct {
+	d        *Dispatcher
+	es       *endpointState
+	breaker  func(success bool)
+	released bool
+}
+
+// done reports the attempt's outcome to the breaker and frees its
+// concurrency slots.
+func (g *grant) done(res result) {
+	if g.released {
+		return
+	}
+	g.released = true
+	// An attempt cut short by the worker stopping tells nothing about the
+	// endpoint; gobreaker needs an outcome all the same (a half-open
+	// breaker would otherwise wait for it forever): call it a success.
+	g.breaker(res.canceled != nil || !res.unhealthy())
+	g.es.inFlight.Add(-1)
+	<-g.d.sem
+}
+
+// hold says why and for how long a delivery is held back.
+type hold struct {
+	wait   time.Duration
+	reason string // breaker_open, endpoint_busy, rate_limited
+}
+
+// admit lets an attempt of del to ep through, or says how long to hold it
+// back. It waits only for the dispatcher-wide concurrency limit (shared
+// fairly by all endpoints, each capped by its own limit first).
+func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time) (*grant, hold, error) {
+	if es.cb.State() == gobreaker.StateOpen {
+		return nil, d.breakerHold(es, ep, gobreaker.ErrOpenState, now), nil
+	}
+	limit := int64(ep.MaxInFlight)
+	if limit <= 0 {
+		limit = int64(d.endpointMaxInFlight)
+	}
+	if es.inFlight.Add(1) > limit {
+		es.inFlight.Add(-1)
+		return nil, hold{wait: d.jitter(busyDelay, 0.5), reason: "endpoint_busy"}, nil
+	}
+	if wait := es.reserve(ep.RateLimit, key); wait > 0 {
+		es.inFlight.Add(-1)
+		return nil, hold{wait: wait, reason: "rate_limited"}, nil
+	}
+	select {
+	case d.sem <- struct{}{}:
+	case <-ctx.Done():
+		es.inFlight.Add(-1)
+		es.prepay(key, time.Now())
+		return nil, hold{}, errStopping
+	}
+	done, err := es.cb.Allow()
+	if err != nil {
+		<-d.sem
+		es.inFlight.Add(-1)
+		es.prepay(key, time.Now())
+		return nil, d.breakerHold(es, ep, err, now), nil
+	}
+	return &grant{d: d, es: es, breaker: done}, hold{}, nil
+}
+
+// breakerHold is how long a delivery refused by the breaker waits: until
+// the breaker lets a probe through (open), or until the probe under way
+// has had time to answer (half-open), plus a random share of the spread.
+func (d *Dispatcher) breakerHold(es *endpointState, ep *hub.Endpoint, err error, now time.Time) hold {
+	var wait time.Duration
+	if errors.Is(err, gobreaker.ErrOpenState) {
+		es.mu.Lock()
+		wait = time.Until(es.openedAt.Add(d.breakerCooldown))
+		es.mu.Unlock()
+	} else {
+		wait = d.endpointTimeout(ep)
+	}
+	spread := d.breakerCooldown
+	if ep.FailingSince != nil {
+		spread = min(max(spread, now.Sub(*ep.FailingSince)/10), max(maxHoldSpread, d.breakerCooldown))
+	}
+	wait = max(wait, minHold) + time.Duration(d.rand()*float64(spread)).Round(time.Millisecond)
+	return hold{wait: wait, reason: "breaker_open"}
+}
+
+// reserve takes a rate-limit token for the delivery key and returns how
+// long the delivery must wait for it (0: go now). A delivery coming back
+// after such a wait has paid already. limit 0 is unlimited.
+func (es *endpointState) reserve(limit int, key string) time.Duration {
+	if limit <= 0 {
+		return 0
+	}
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if _, ok := es.prepaid[key]; ok {
+		delete(es.prepaid, key)
+		return 0
+	}
+	if es.limiter == nil || es.limit != limit {
+		// Burst of one second's worth: a quiet endpoint gets a burst, a
+		// busy one its rate.
+		es.limiter = rate.NewLimiter(rate.Limit(limit), limit)
+		es.limit = limit
+	}
+	now := time.Now()
+	r := es.limiter.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	if wait <= 0 {
+		return 0
+	}
+	es.prepayLocked(key, now.Add(wait))
+	return max(wait, time.Millisecond)
+}
+
+// prepay remembers that key holds a token: it was admitted by the rate
+// limit but held back by something else.
+func (es *endpointState) prepay(key string, slot time.Time) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if es.limiter != nil {
+		es.prepayLocked(key, slot)
+	}
+}
+
+func (es *endpointState) prepayLocked(key string, slot time.Time) {
+	if es.prepaid == nil {
+		es.prepaid = make(map[string]time.Time)
+	}
+	if len(es.prepaid) >= maxPrepaid {
+		// Forget reservations whose delivery never came back (an operator
+		// changed it, the process lost its task).
+		cutoff := time.Now().Add(-10 * time.Minute)
+		for k, t := range es.prepaid {
+			if t.Before(cutoff) {
+				delete(es.prepaid, k)
+			}
+		}
+		if len(es.prepaid) >= maxPrepaid {
+			return
+		}
+	}
+	es.prepaid[key] = slot
+}

@@ -1,0 +1,472 @@
+// Package outbound sends partner events to endpoints: Standard Webhooks
+// signing, the dispatcher that performs one delivery attempt per task and
+// schedules the next (retry policy, per-endpoint circuit breakers and
+// limits, endpoint health and auto-disable), and the API routes for
+// endpoints, deliveries and events.
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/netguard"
+)
+
+// APIVersion is the api_version of every envelope.
+const APIVersion = "2026-11-01"
+
+// DefaultSchedule is the delay before each attempt: attempt 1 goes out at
+// once, the last (8th) about 27 hours after the first.
+var DefaultSchedule = []time.Duration{
+	0,
+	5 * time.Second,
+	5 * time.Minute,
+	30 * time.Minute,
+	2 * time.Hour,
+	5 * time.Hour,
+	10 * time.Hour,
+	10 * time.Hour,
+}
+
+// maxResponseBody is how much of a receiver's response an attempt keeps.
+const maxResponseBody = 4 << 10
+
+// maxDrain is how much more of a response is read (and dropped) so that
+// the connection can be reused.
+const maxDrain = 64 << 10
+
+// maxTimeout caps an endpoint's TimeoutMS.
+const maxTimeout = time.Minute
+
+// Store is what the dispatcher reads and writes; *store.DB implements it.
+type Store interface {
+	// DeliveryTargets loads deliveries, their events and their endpoints
+	// (secrets in clear) in one query, at the indexes of ids; nils where a
+	// delivery is gone.
+	DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Delivery, []*hub.Event, []*hub.Endpoint, error)
+	// RecordAttempts records attempts in one transaction, each as
+	// hub.Store.RecordAttempt does, and returns one error per attempt
+	// (ECONFLICT: another worker recorded it).
+	RecordAttempts(ctx context.Context, ds []*hub.Delivery, as []*hub.Attempt) []error
+	// DeferDeliveries moves pending deliveries' next attempts without
+	// using an attempt (ids[i] to at[i], unless it no longer has
+	// attempts[i] attempts) and reports which it moved.
+	DeferDeliveries(ctx context.Context, ids []string, attempts []int, at []time.Time) ([]bool, error)
+	// SetEndpointFailing starts (since set, unless a run is recorded) or
+	// ends (since nil) an endpoint's run of failures.
+	SetEndpointFailing(ctx context.Context, id string, since *time.Time) (bool, error)
+	// AutoDisableEndpoint disables an enabled endpoint, fails its pending
+	// deliveries and stores the event notify builds (with its deliveries),
+	// in one transaction. It returns a nil endpoint when the endpoint was
+	// not enabled.
+	AutoDisableEndpoint(ctx context.Context, id, reason string, at time.Time, notify func(*hub.Endpoint) (*hub.Event, error)) (*hub.Endpoint, []*hub.Delivery, error)
+}
+
+// Config configures a Dispatcher.
+type Config struct {
+	// Schedule holds the delay before each attempt: Schedule[i] before
+	// attempt i+1, so len(Schedule) is the number of attempts. Schedule[0]
+	// is not used by the dispatcher (the first attempt is queued when the
+	// event is written). Non-zero delays get ±20 % jitter. Nil means
+	// DefaultSchedule: 0, 5s, 5m, 30m, 2h, 5h, 10h, 10h.
+	Schedule []time.Duration
+	// Timeout bounds one attempt to an endpoint without TimeoutMS:
+	// connecting, sending and reading the response. Zero means 10
+	// seconds. Connecting alone is also bounded by the client's dialer
+	// (netguard's: 10 s). An endpoint's TimeoutMS is capped at 1 minute.
+	Timeout time.Duration
+	// Client sends the requests. It is copied, never follows redirects
+	// whatever its CheckRedirect, and its *http.Transport (if it has one)
+	// is cloned with an idle pool sized for the dispatcher's concurrency.
+	// Nil means netguard.NewClient with no allowed networks (public
+	// addresses only).
+	Client *http.Client
+	// Now gives the time of an attempt. Nil means time.Now.
+	Now func() time.Time
+	// Rand returns a number in [0, 1) for the jitter. Nil means
+	// math/rand/v2's Float64.
+	Rand func() float64
+	// UserAgent is sent with every request. "" means
+	// "partnerhub-webhooks/1".
+	UserAgent string
+	// BreakerFailures is how many consecutive failed attempts open an
+	// endpoint's circuit breaker. Zero means 5.
+	BreakerFailures int
+	// BreakerCooldown is how long an open breaker holds deliveries back
+	// before it lets one probe attempt through. Zero means 30 seconds.
+	BreakerCooldown time.Duration
+	// DisableAfter is how long an endpoint may fail without one successful
+	// attempt before it is disabled. Zero means 5 days.
+	DisableAfter time.Duration
+	// MaxInFlight bounds the requests the dispatcher has under way, over
+	// all endpoints; an attempt waits for a free slot. Zero means 128.
+	MaxInFlight int
+	// EndpointMaxInFlight is the concurrency limit of endpoints without
+	// MaxInFlight: an attempt over it is held back for about a second,
+	// without using an attempt. Zero means 10.
+	EndpointMaxInFlight int
+	// MaxBatch bounds how many deliveries one query loads (or holds back)
+	// and how many attempts one statement records: attempts that start or
+	// finish together are loaded or recorded together. Zero means 256.
+	MaxBatch int
+	// BatchConcurrency is how many batches of each kind (loads, records,
+	// holds) may run at once. Zero means 2.
+	BatchConcurrency int
+	// Logger zero value: slog.Default().
+	Logger *slog.Logger
+}
+
+// Dispatcher performs delivery attempts: it handles "outbound:deliver"
+// tasks.
+type Dispatcher struct {
+	schedule            []time.Duration
+	maxDelay            time.Duration
+	timeout             time.Duration
+	client              *http.Client
+	now                 func() time.Time
+	rand                func() float64
+	userAgent           string
+	breakerFailures     int
+	breakerCooldown     time.Duration
+	disableAfter        time.Duration
+	endpointMaxInFlight int
+	log                 *slog.Logger
+	st                  Store
+	q                   hub.Queue
+	rec                 *batcher[record, error]
+	load                *batcher[string, target]
+	hold                *batcher[deferral, deferred]
+
+	sem       chan struct{}
+	endpoints sync.Map // endpoint id → *endpointState
+
+	// requeueDelay is how long after a held-back attempt its task is
+	// queued again: the running task's id must be free by then.
+	requeueDelay time.Duration
+	mu           sync.Mutex
+	timers       map[*time.Timer]struct{}
+	requeues     sync.WaitGroup
+}
+
+// errStopping is returned by Deliver when its context ends before the
+// attempt was made: the task runs again.
+var errStopping = errors.New("the worker is stopping")
+
+// New returns a Dispatcher that reads and records deliveries in st and
+// queues next attempts on q.
+func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
+	if st == nil || q == nil {
+		return nil, errors.New("creating dispatcher: store and queue are required")
+	}
+	if cfg.Schedule == nil {
+		cfg.Schedule = DefaultSchedule
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Client == nil {
+		cfg.Client = netguard.NewClient(netguard.Config{Timeout: cfg.Timeout})
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "partnerhub-webhooks/1"
+	}
+	if cfg.BreakerFailures == 0 {
+		cfg.BreakerFailures = 5
+	}
+	if cfg.BreakerCooldown == 0 {
+		cfg.BreakerCooldown = 30 * time.Second
+	}
+	if cfg.DisableAfter == 0 {
+		cfg.DisableAfter = 5 * 24 * time.Hour
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 128
+	}
+	if cfg.EndpointMaxInFlight == 0 {
+		cfg.EndpointMaxInFlight = 10
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 256
+	}
+	if cfg.BatchConcurrency == 0 {
+		cfg.BatchConcurrency = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	var errs []error
+	if len(cfg.Schedule) == 0 {
+		errs = append(errs, errors.New("the schedule needs at least one attempt"))
+	}
+	var maxDelay time.Duration
+	for i, d := range cfg.Schedule {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("schedule delay %d is negative", i+1))
+		}
+		maxDelay = max(maxDelay, d)
+	}
+	for _, c := range []struct {
+		name string
+		bad  bool
+	}{
+		{"timeout is negative", cfg.Timeout < 0},
+		{"BreakerFailures is negative", cfg.BreakerFailures < 0},
+		{"BreakerCooldown is negative", cfg.BreakerCooldown < 0},
+		{"DisableAfter is negative", cfg.DisableAfter < 0},
+		{"MaxInFlight is negative", cfg.MaxInFlight < 0},
+		{"EndpointMaxInFlight is negative", cfg.EndpointMaxInFlight < 0},
+		{"MaxBatch is negative", cfg.MaxBatch < 0},
+		{"BatchConcurrency is negative", cfg.BatchConcurrency < 0},
+	} {
+		if c.bad {
+			errs = append(errs, errors.New(c.name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("creating dispatcher: %w", err)
+	}
+	client := *cfg.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client.Timeout = 0 // every attempt's context carries its deadline
+	if tr, ok := client.Transport.(*http.Transport); ok {
+		// Keep enough idle connections for every endpoint's concurrent
+		// attempts: the default pools (2 or 4 per host) close and redial
+		// connections under load.
+		tr = tr.Clone()
+		tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, 2*cfg.EndpointMaxInFlight, 64)
+		tr.MaxIdleConns = max(tr.MaxIdleConns, 2*cfg.MaxInFlight)
+		client.Transport = tr
+	}
+	return &Dispatcher{
+		schedule:            append([]time.Duration(nil), cfg.Schedule...),
+		maxDelay:            maxDelay,
+		timeout:             cfg.Timeout,
+		client:              &client,
+		now:                 cfg.Now,
+		rand:                cfg.Rand,
+		userAgent:           cfg.UserAgent,
+		breakerFailures:     cfg.BreakerFailures,
+		breakerCooldown:     cfg.BreakerCooldown,
+		disableAfter:        cfg.DisableAfter,
+		endpointMaxInFlight: cfg.EndpointMaxInFlight,
+		log:                 cfg.Logger,
+		st:                  st,
+		q:                   q,
+		rec:                 newRecorder(st, cfg.MaxBatch, cfg.BatchConcurrency),
+		load:                newLoader(st, cfg.MaxBatch, cfg.BatchConcurrency),
+		hold:                newDeferrer(st, cfg.MaxBatch, cfg.BatchConcurrency),
+		sem:                 make(chan struct{}, cfg.MaxInFlight),
+		requeueDelay:        250 * time.Millisecond,
+		timers:              make(map[*time.Timer]struct{}),
+	}, nil
+}
+
+// Close stops the re-enqueues of held-back deliveries not sent yet (their
+// rows say when they are due: the sweeper queues them) and closes idle
+// connections. Deliver must not be running.
+func (d *Dispatcher) Close() {
+	d.mu.Lock()
+	for t := range d.timers {
+		if t.Stop() {
+			d.requeues.Done()
+		}
+	}
+	clear(d.timers)
+	d.mu.Unlock()
+	d.requeues.Wait()
+	d.client.CloseIdleConnections()
+}
+
+// Deliver performs attempt number attempt (1-based) of a delivery and
+// records it. A task that no longer matches the row (the delivery is no
+// longer pending, or another attempt is due) does nothing. An attempt the
+// endpoint's breaker, concurrency limit or rate limit holds back is not
+// made: the row's next attempt moves to when it may pass and the task is
+// queued again for then, without using an attempt. On failure Deliver
+// schedules the next attempt itself, after the attempt is recorded, and
+// keeps the endpoint's health: its failing-since time, and disabling it
+// when it answers 410 Gone or has failed for Config.DisableAfter. It
+// returns an error only when the attempt could not be recorded (or held
+// back), or the worker stopped before it was made, so that the queue
+// retries the task.
+func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
+	t := d.load.do(ctx, deliveryID)
+	del, evt, ep, err := t.d, t.e, t.ep, t.err
+	if errors.Is(err, hub.ErrNotFound) {
+		d.log.DebugContext(ctx, "delivery not found; task dropped", "delivery_id", deliveryID, "attempt", attempt)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading delivery %s: %w", deliveryID, err)
+	}
+	if del.Status != hub.DeliveryPending || del.Attempts != attempt-1 {
+		d.log.DebugContext(ctx, "stale delivery task; nothing to do", "delivery_id", del.ID, "endpoint_id", ep.ID,
+			"attempt", attempt, "status", del.Status, "attempts", del.Attempts)
+		return nil
+	}
+
+	now := d.now()
+	if !ep.Enabled {
+		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
+	}
+	es := d.endpoint(ep.ID)
+	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now)
+	if err != nil {
+		return fmt.Errorf("delivering %s: %w", del.ID, err)
+	}
+	if g == nil {
+		return d.holdBack(ctx, del, ep, attempt, now, h)
+	}
+	res := d.send(ctx, evt, ep, now)
+	g.done(res)
+	if res.canceled != nil {
+		// The worker is stopping: the attempt did not happen.
+		return fmt.Errorf("delivering %s: %w", del.ID, res.canceled)
+	}
+	return d.conclude(ctx, del, ep, attempt, now, res)
+}
+
+// conclude records the outcome of an attempt, keeps the endpoint's health
+// and schedules what comes next.
+func (d *Dispatcher) conclude(ctx context.Context, del *hub.Delivery, ep *hub.Endpoint, attempt int, now time.Time, res result) error {
+	a := &hub.Attempt{
+		ID:              hub.NewID("att"),
+		DeliveryID:      del.ID,
+		Number:          attempt,
+		StatusCode:      res.status,
+		LatencyMS:       res.latency.Milliseconds(),
+		Error:           res.errorText(),
+		ResponseBody:    res.body,
+		ResponseHeaders: res.headers,
+		CreatedAt:       now,
+	}
+	disable := d.disableReason(ep, res, now)
+	del.Attempts = attempt
+	del.UpdatedAt = now
+	del.NextAttemptAt = nil
+	var next time.Time
+	switch {
+	case res.ok():
+		del.Status = hub.DeliverySucceeded
+		del.LastError = ""
+	case ep.Enabled && disable == "" && attempt < len(d.schedule):
+		next = now.Add(d.delay(attempt, res))
+		del.Status = hub.DeliveryPending
+		del.NextAttemptAt = &next
+		del.LastError = a.Error
+	default:
+		del.Status = hub.DeliveryFailed
+		del.LastError = a.Error
+	}
+
+	if err := d.rec.do(ctx, record{del, a}); err != nil {
+		if hub.ErrorCode(err) == hub.ECONFLICT || errors.Is(err, hub.ErrNotFound) {
+			d.log.DebugContext(ctx, "attempt already recorded by another worker, or delivery gone",
+				"delivery_id", del.ID, "endpoint_id", ep.ID, "attempt", attempt)
+			return nil
+		}
+		return fmt.Errorf("recording attempt %d of delivery %s: %w", attempt, del.ID, err)
+	}
+	d.track(ctx, ep, res, now, disable)
+
+	switch del.Status {
+	case hub.DeliverySucceeded:
+		d.log.DebugContext(ctx, "delivery succeeded", "delivery_id", del.ID, "endpoint_id", ep.ID,
+			"attempt", attempt, "status_code", res.status)
+	case hub.DeliveryFailed:
+		d.log.InfoContext(ctx, "delivery failed", "delivery_id", del.ID, "endpoint_id", ep.ID,
+			"attempt", attempt, "error_class", res.class, "status_code", res.status)
+	default:
+		d.log.DebugContext(ctx, "delivery attempt failed; retry scheduled", "delivery_id", del.ID, "endpoint_id", ep.ID,
+			"attempt", attempt, "error_class", res.class, "status_code", res.status, "next_attempt_at", next)
+		if err := d.q.EnqueueDelivery(ctx, del.ID, attempt+1, next); err != nil {
+			// The row says the delivery is due at next: the sweeper
+			// queues it again.
+			d.log.WarnContext(ctx, "queueing next delivery attempt", "delivery_id", del.ID, "attempt", attempt+1, "error", err)
+		}
+	}
+	return nil
+}
+
+// holdBack moves the delivery's next attempt by h.wait without using an
+// attempt, and queues its task again for then.
+func (d *Dispatcher) holdBack(ctx context.Context, del *hub.Delivery, ep *hub.Endpoint, attempt int, now time.Time, h hold) error {
+	at := now.Add(h.wait.Round(time.Millisecond))
+	r := d.hold.do(ctx, deferral{id: del.ID, attempts: attempt - 1, at: at})
+	moved, err := r.moved, r.err
+	if err != nil {
+		return fmt.Errorf("holding back delivery %s: %w", del.ID, err)
+	}
+	if !moved {
+		d.log.DebugContext(ctx, "stale delivery task; nothing to hold back", "delivery_id", del.ID, "attempt", attempt)
+		return nil
+	}
+	d.log.DebugContext(ctx, "delivery held back", "delivery_id", del.ID, "endpoint_id", ep.ID, "attempt", attempt,
+		"reason", h.reason, "next_attempt_at", at)
+	d.requeueLater(del.ID, attempt, at)
+	return nil
+}
+
+// requeueLater queues attempt of a delivery to run at at, shortly after
+// the running task has ended: asynq refuses a task id that is still
+// running. If the process stops first, the row's next attempt time lets
+// the sweeper queue it.
+func (d *Dispatcher) requeueLater(id string, attempt int, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.requeues.Add(1)
+	var t *time.Timer
+	t = time.AfterFunc(d.requeueDelay, func() {
+		defer d.requeues.Done()
+		d.mu.Lock()
+		delete(d.timers, t)
+		d.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.q.EnqueueDelivery(ctx, id, attempt, at); err != nil {
+			d.log.WarnContext(ctx, "queueing held-back delivery; the sweeper will", "delivery_id", id, "attempt", attempt, "error", err)
+		}
+	})
+	d.timers[t] = struct{}{}
+}
+
+// endpointTimeout bounds one attempt to ep.
+func (d *Dispatcher) endpointTimeout(ep *hub.Endpoint) time.Duration {
+	if ep.TimeoutMS > 0 {
+		return min(time.Duration(ep.TimeoutMS)*time.Millisecond, maxTimeout)
+	}
+	return d.timeout
+}
+
+// jitter returns base ± frac·base.
+func (d *Dispatcher) jitter(base time.Duration, frac float64) time.Duration {
+	return time.Duration(float64(base) * (1 - frac + 2*frac*d.rand())).Round(time.Millisecond)
+}
+
+// delay returns how long to wait before attempt+1: the jittered scheduled
+// delay, or longer when the receiver asked for it with Retry-After (capped
+// at the schedule's largest delay).
+func (d *Dispatcher) delay(attempt int, res result) time.Duration {
+	delay := d.schedule[attempt]
+	if delay > 0 {
+		delay = time.Duration(float64(delay) * (0.8 + 0.4*d.rand())).Round(time.Millisecond)
+	}
+	if res.retryAfter > 0 {
+		delay = max(delay, min(res.retryAfter, d.maxDelay))
+	}
+	return delay
+}
