@@ -34,6 +34,7 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultSweepInterval     = 30 * time.Second
 	DefaultReconcileInterval = 5 * time.Minute
+	DefaultRawRetention      = 90 * 24 * time.Hour
 	DefaultQueueName         = "partnerhub"
 
 	// MinAdminKeyLen and MinSecretKeyLen bound keys set by the operator.
@@ -104,6 +105,12 @@ type Config struct {
 	// polled for changes their webhooks missed
 	// (PARTNERHUB_RECONCILE_INTERVAL, a Go duration). Zero means 5m.
 	ReconcileInterval time.Duration
+	// RawRetention is how long the raw bodies and headers of inbound
+	// webhooks are kept before the hub:retention job erases them; their
+	// metadata and the conversions they produced stay
+	// (PARTNERHUB_RAW_RETENTION, a Go duration such as 720h or a number of
+	// days such as 90d; at least 1h). Zero means 90 days.
+	RawRetention time.Duration
 	// QueueName is the asynq queue this deployment uses, so several
 	// deployments can share one Redis (PARTNERHUB_QUEUE). Zero means
 	// "partnerhub".
@@ -162,6 +169,7 @@ var settings = []setting{
 	{env: "PARTNERHUB_LOG_LEVEL", key: "log_level", parse: func(c *Config, v string) error { c.LogLevel = strings.ToLower(v); return nil }},
 	{env: "PARTNERHUB_SWEEP_INTERVAL", key: "sweep_interval", parse: parseSweep},
 	{env: "PARTNERHUB_RECONCILE_INTERVAL", key: "reconcile_interval", parse: parseReconcile},
+	{env: "PARTNERHUB_RAW_RETENTION", key: "raw_retention", parse: parseRawRetention},
 	{env: "PARTNERHUB_QUEUE", key: "queue", parse: func(c *Config, v string) error { c.QueueName = v; return nil }},
 	{env: "PARTNERHUB_ROLES", key: "roles", list: true, parse: parseRoles},
 }
@@ -355,6 +363,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		p.add("PARTNERHUB_SHUTDOWN_TIMEOUT", "must be positive: %s", c.ShutdownTimeout)
 	}
+	if c.RawRetention < time.Hour {
+		p.add("PARTNERHUB_RAW_RETENTION", "must be at least 1h: %s", c.RawRetention)
+	}
 	if !queueNameRE.MatchString(c.QueueName) {
 		p.add("PARTNERHUB_QUEUE", "must be 1-64 letters, digits, '_', '-' or '.': %q", c.QueueName)
 	}
@@ -400,6 +411,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if c.RawRetention == 0 {
+		c.RawRetention = DefaultRawRetention
 	}
 	if c.QueueName == "" {
 		c.QueueName = DefaultQueueName
@@ -509,6 +523,29 @@ func parseReconcile(c *Config, v string) error {
 		return fmt.Errorf("must be a Go duration of at least 1s such as 5m: %q", v)
 	}
 	c.ReconcileInterval = d
+	return nil
+}
+
+// parseRawRetention reads a Go duration or a whole number of days ("90d").
+func parseRawRetention(c *Config, v string) error {
+	bad := fmt.Errorf("must be a Go duration of at least 1h such as 720h, or a number of days such as 90d: %q", v)
+	var d time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 || n > 100*365 {
+			return bad
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return bad
+		}
+	}
+	if d < time.Hour {
+		return bad
+	}
+	c.RawRetention = d
 	return nil
 }
 

@@ -38,6 +38,7 @@ func defaults() Config {
 		LogLevel:          "info",
 		SweepInterval:     30 * time.Second,
 		ReconcileInterval: 5 * time.Minute,
+		RawRetention:      90 * 24 * time.Hour,
 		QueueName:         "partnerhub",
 		Roles:             []string{"api", "ingest", "worker"},
 	}
@@ -82,6 +83,7 @@ func TestLoad(t *testing.T) {
 				"PARTNERHUB_LOG_LEVEL":           "DEBUG",
 				"PARTNERHUB_SWEEP_INTERVAL":      "5s",
 				"PARTNERHUB_RECONCILE_INTERVAL":  "1m",
+				"PARTNERHUB_RAW_RETENTION":       "30d",
 				"PARTNERHUB_QUEUE":               "shop-a",
 				"PARTNERHUB_ROLES":               "worker, api",
 			},
@@ -104,6 +106,7 @@ func TestLoad(t *testing.T) {
 					LogLevel:          "debug",
 					SweepInterval:     5 * time.Second,
 					ReconcileInterval: time.Minute,
+					RawRetention:      30 * 24 * time.Hour,
 					QueueName:         "shop-a",
 					Roles:             []string{"api", "worker"},
 				}
@@ -167,6 +170,16 @@ log_level:
 			name: "empty file",
 			file: "# nothing here\n",
 			want: func(c *Config) {},
+		},
+		{
+			name: "raw retention as a Go duration",
+			env:  map[string]string{"PARTNERHUB_RAW_RETENTION": "36h"},
+			want: func(c *Config) { c.RawRetention = 36 * time.Hour },
+		},
+		{
+			name: "raw retention in yaml",
+			file: "raw_retention: 7d\n",
+			want: func(c *Config) { c.RawRetention = 7 * 24 * time.Hour },
 		},
 	}
 	for _, tt := range tests {
@@ -240,6 +253,21 @@ func TestLoadInvalid(t *testing.T) {
 			name: "redis database number",
 			env:  map[string]string{"REDIS_URL": "redis://cache:6379/queue"},
 			want: []string{`REDIS_URL: path must be a database number`},
+		},
+		{
+			name: "raw retention too short",
+			env:  map[string]string{"PARTNERHUB_RAW_RETENTION": "30m"},
+			want: []string{`PARTNERHUB_RAW_RETENTION: must be a Go duration of at least 1h such as 720h, or a number of days such as 90d: "30m"`},
+		},
+		{
+			name: "raw retention not a duration",
+			env:  map[string]string{"PARTNERHUB_RAW_RETENTION": "90 days"},
+			want: []string{`PARTNERHUB_RAW_RETENTION: must be a Go duration of at least 1h`},
+		},
+		{
+			name: "raw retention of zero days",
+			env:  map[string]string{"PARTNERHUB_RAW_RETENTION": "0d"},
+			want: []string{`PARTNERHUB_RAW_RETENTION: must be a Go duration of at least 1h`},
 		},
 		{
 			name: "no roles",
@@ -430,4 +458,13 @@ func TestLoadOrCreateSecretKey(t *testing.T) {
 			t.Errorf("key file rewritten to %q", b)
 		}
 	})
+}
+
+func TestValidateRawRetention(t *testing.T) {
+	c := Config{RawRetention: 30 * time.Minute}
+	err := c.Validate()
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 || !strings.HasPrefix(ve.Problems[0], "PARTNERHUB_RAW_RETENTION: must be at least 1h") {
+		t.Fatalf("Validate with a 30m retention = %v, want one PARTNERHUB_RAW_RETENTION problem", err)
+	}
 }

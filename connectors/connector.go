@@ -43,8 +43,8 @@ func NewRegistry(cs ...Connector) *Registry {
 // DefaultConfig configures the built-in connectors.
 type DefaultConfig struct {
 	// Client makes the calls connectors send to provider APIs
-	// (WooCommerce reconciliation). Zero value: a netguard client that
-	// reaches public addresses only.
+	// (WooCommerce reconciliation, Stripe and Paddle backfill). Zero
+	// value: a netguard client that reaches public addresses only.
 	Client *http.Client
 }
 
@@ -55,10 +55,10 @@ func Default() *Registry { return NewDefault(DefaultConfig{}) }
 // NewDefault returns the registry of every built-in provider.
 func NewDefault(cfg DefaultConfig) *Registry {
 	return NewRegistry(
-		NewStripe(StripeConfig{}),
+		NewStripe(StripeConfig{Backfill: StripeBackfillConfig{Client: cfg.Client}}),
 		NewShopify(ShopifyConfig{}),
 		NewWooCommerce(WooCommerceConfig{Client: cfg.Client}),
-		NewPaddle(PaddleConfig{}),
+		NewPaddle(PaddleConfig{Backfill: PaddleBackfillConfig{Client: cfg.Client}}),
 		NewPaddleClassic(PaddleClassicConfig{}),
 	)
 }

@@ -6,11 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/metrics"
 )
 
 // Ingester stores a verified event durably and queues its processing.
@@ -39,6 +43,46 @@ type Inbound struct {
 	reg     *Registry
 	sources SourceGetter
 	ing     Ingester
+	// noted remembers, per source and outcome, when the source's
+	// connection status was last written, so that a flood of webhooks
+	// writes it at most once a second.
+	noted sync.Map
+}
+
+// SourceNoter records a source's last verified and last refused webhook;
+// the /in handler uses it when its SourceGetter has it.
+type SourceNoter interface {
+	NoteSourceVerified(ctx context.Context, id string, at time.Time) error
+	NoteSourceFailure(ctx context.Context, id, reason string, at time.Time) error
+}
+
+// noteSource records the outcome of a webhook on its source (reason "" for
+// a verified one), at most once a second per source and outcome, without
+// holding up the answer.
+func (in *Inbound) noteSource(ctx context.Context, src *hub.Source, reason string) {
+	n, ok := in.sources.(SourceNoter)
+	if !ok {
+		return
+	}
+	now := in.cfg.Now()
+	key := src.ID + "|" + strconv.FormatBool(reason == "")
+	if last, ok := in.noted.Load(key); ok && now.Sub(last.(time.Time)) < time.Second {
+		return
+	}
+	in.noted.Store(key, now)
+	go func() {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		var err error
+		if reason == "" {
+			err = n.NoteSourceVerified(wctx, src.ID, now)
+		} else {
+			err = n.NoteSourceFailure(wctx, src.ID, reason, now)
+		}
+		if err != nil {
+			in.cfg.Logger.WarnContext(wctx, "recording source status", "source_id", src.ID, "error", err)
+		}
+	}()
 }
 
 // NewInbound returns the /in handler.
@@ -68,46 +112,87 @@ type receiveResponse struct {
 }
 
 func (in *Inbound) receive(c echo.Context) error {
+	// The provider label is set once the source is known: source ids are
+	// request data and never become labels.
+	provider, outcome := metrics.ProviderUnknown, metrics.InboundError
+	defer func() { metrics.InboundWebhook(provider, outcome) }()
 	ctx := c.Request().Context()
 	r := c.Request()
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, in.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			outcome = metrics.InboundTooLarge
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "request body exceeds the limit")
 		}
+		outcome = metrics.InboundBadRequest
 		return echo.NewHTTPError(http.StatusBadRequest, "reading request body failed")
 	}
 	id := c.Param("source_id")
 	src, err := in.sources.GetSource(ctx, id)
 	if errors.Is(err, hub.ErrNotFound) {
+		outcome = metrics.InboundUnknownSource
 		return hub.Errorf(hub.ENOTFOUND, "unknown source")
 	}
 	if err != nil {
+		outcome = failureOutcome(err)
 		return err
 	}
 	conn, ok := in.reg.Get(src.Provider)
 	if !ok {
+		outcome = metrics.InboundUnknownSource
 		return hub.Errorf(hub.ENOTFOUND, "unknown source")
 	}
+	provider = src.Provider
 	rc, err := conn.Verify(src, r.Header, body, in.cfg.Now())
 	if errors.Is(err, ErrPing) {
 		// A provider's setup ping (WooCommerce's webhook_id=<n>) needs
 		// exactly 200 and carries no event: nothing is stored.
 		in.cfg.Logger.DebugContext(ctx, "provider ping acknowledged", "source_id", src.ID, "provider", src.Provider)
+		outcome = metrics.InboundIgnored
 		return c.NoContent(http.StatusOK)
 	}
 	if err != nil {
 		if errors.Is(err, hub.ErrUnparsable) {
 			in.cfg.Logger.DebugContext(ctx, "inbound webhook not readable", "source_id", src.ID, "provider", src.Provider, "error", err)
+			outcome = metrics.InboundUnreadable
+			in.noteSource(ctx, src, "the payload could not be read: "+oneLineErr(err))
 			return hub.Errorf(hub.EINVALID, "the payload could not be read")
 		}
 		in.cfg.Logger.DebugContext(ctx, "inbound webhook rejected", "source_id", src.ID, "provider", src.Provider, "error", err)
+		outcome = metrics.InboundBadSignature
+		in.noteSource(ctx, src, "signature not verified: "+oneLineErr(err))
 		return echo.NewHTTPError(http.StatusUnauthorized)
 	}
 	ev, dup, err := in.ing.Ingest(ctx, src, rc, body)
 	if err != nil {
+		outcome = failureOutcome(err)
 		return err
 	}
+	outcome = metrics.InboundAccepted
+	in.noteSource(ctx, src, "")
+	if dup {
+		outcome = metrics.InboundDuplicate
+	}
 	return c.JSON(http.StatusOK, receiveResponse{Received: true, ID: ev.ID, Duplicate: dup})
+}
+
+// failureOutcome is the metrics outcome of a request that failed on our
+// side.
+func failureOutcome(err error) string {
+	if errors.Is(err, hub.ErrUnavailable) {
+		return metrics.InboundUnavailable
+	}
+	return metrics.InboundError
+}
+
+// oneLineErr is err's message on one line, at most 200 bytes, for a
+// source's last_failure. Verification errors name headers and reasons,
+// never secrets.
+func oneLineErr(err error) string {
+	m := strings.Join(strings.Fields(err.Error()), " ")
+	if len(m) > 200 {
+		m = strings.ToValidUTF8(m[:200], "")
+	}
+	return m
 }

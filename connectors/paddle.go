@@ -99,11 +99,16 @@ type PaddleConfig struct {
 	// MaxFuture is how far in the future a signature timestamp may lie
 	// (clock skew). Zero or negative means 5 min.
 	MaxFuture time.Duration
+	// Backfill configures the listing of missed events through Paddle's
+	// API (paddle_backfill.go).
+	Backfill PaddleBackfillConfig
 }
 
-// Paddle verifies and normalizes Paddle Billing webhooks.
+// Paddle verifies and normalizes Paddle Billing webhooks, and recovers
+// missed ones through Paddle's API.
 type Paddle struct {
 	maxAge, maxFuture int64 // seconds
+	backfill          PaddleBackfillConfig
 }
 
 var _ Connector = (*Paddle)(nil)
@@ -119,6 +124,7 @@ func NewPaddle(cfg PaddleConfig) *Paddle {
 	return &Paddle{
 		maxAge:    secs(cfg.MaxAge, paddleDefaultMaxAge),
 		maxFuture: secs(cfg.MaxFuture, paddleDefaultMaxFuture),
+		backfill:  cfg.Backfill.withDefaults(),
 	}
 }
 

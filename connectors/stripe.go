@@ -71,11 +71,16 @@ type StripeConfig struct {
 	// verification time, in the past as in the future. Zero or negative
 	// means 300 s (Stripe's own default). It is applied in whole seconds.
 	Tolerance time.Duration
+	// Backfill configures the listing of missed events through Stripe's
+	// API (stripe_backfill.go).
+	Backfill StripeBackfillConfig
 }
 
-// Stripe verifies and normalizes Stripe webhooks.
+// Stripe verifies and normalizes Stripe webhooks, and recovers missed ones
+// through Stripe's API.
 type Stripe struct {
 	tolerance int64 // seconds
+	backfill  StripeBackfillConfig
 }
 
 var _ Connector = (*Stripe)(nil)
@@ -90,7 +95,7 @@ func NewStripe(cfg StripeConfig) *Stripe {
 	if secs < 1 {
 		secs = 1
 	}
-	return &Stripe{tolerance: secs}
+	return &Stripe{tolerance: secs, backfill: cfg.Backfill.withDefaults()}
 }
 
 // Provider returns "stripe".

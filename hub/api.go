@@ -19,6 +19,9 @@ type APIConfig struct {
 	PublicURL string
 	// Providers lists the provider names sources may use.
 	Providers []string
+	// SetupSteps returns the steps that connect a provider to a source's
+	// webhook URL; optional.
+	SetupSteps func(provider, webhookURL string) []string
 }
 
 // API serves the hub's resources under /api/v1.
@@ -35,22 +38,28 @@ func NewAPI(cfg APIConfig, st Store) *API {
 
 // Mount adds the routes to g, which must already authenticate (Auth).
 func (a *API) Mount(g *echo.Group) {
-	admin := RequireRole(RoleAdmin)
-	g.GET("/program", a.getProgram)
-	g.PATCH("/program", a.patchProgram, admin)
-	g.POST("/sources", a.createSource, admin)
-	g.GET("/sources", a.listSources)
-	g.GET("/sources/:id", a.getSource)
-	g.POST("/partners", a.createPartner, admin)
-	g.GET("/partners", a.listPartners)
-	g.GET("/partners/:id", a.getPartner)
-	g.GET("/conversions", a.listConversions)
-	g.GET("/conversions/:id", a.getConversion)
-	g.GET("/refunds", a.listRefunds)
-	g.GET("/commissions", a.listCommissions)
-	g.GET("/commissions/summary", a.commissionSummary)
-	g.GET("/inbound-events", a.listInbound)
-	g.GET("/audit-log", a.listAudit)
+	g.GET("/program", a.getProgram, Staff)
+	g.PATCH("/program", a.patchProgram, AdminOnly)
+	g.POST("/programs", a.createProgram, AdminOnly)
+	g.GET("/programs", a.listPrograms, AdminOnly)
+	g.POST("/sources", a.createSource, AdminOnly)
+	g.GET("/sources", a.listSources, Staff)
+	g.GET("/sources/:id", a.getSource, Staff)
+	g.PATCH("/sources/:id", a.patchSource, AdminOnly)
+	g.POST("/partners", a.createPartner, AdminOnly)
+	g.GET("/partners", a.listPartners, Staff)
+	g.GET("/partners/:id", a.getPartner, StaffOrPartner)
+	g.GET("/conversions", a.listConversions, StaffOrPartner)
+	g.GET("/conversions/:id", a.getConversion, StaffOrPartner)
+	g.GET("/refunds", a.listRefunds, StaffOrPartner)
+	g.GET("/commissions", a.listCommissions, StaffOrPartner)
+	g.GET("/commissions/summary", a.commissionSummary, StaffOrPartner)
+	g.GET("/inbound-events", a.listInbound, Staff)
+	g.GET("/audit-log", a.listAudit, Staff)
+	g.POST("/api-keys", a.createKey, AdminOnly)
+	g.GET("/api-keys", a.listKeys, AdminOnly)
+	g.GET("/api-keys/:id", a.getKey, AdminOnly)
+	g.DELETE("/api-keys/:id", a.revokeKey, AdminOnly)
 	a.mountRules(g)
 }
 
@@ -196,10 +205,16 @@ type sourceView struct {
 	*Source
 	WebhookURL     string `json:"webhook_url"`
 	HasCredentials bool   `json:"has_credentials"`
+	// Setup says how to connect the provider to WebhookURL.
+	Setup []string `json:"setup,omitempty"`
 }
 
 func (a *API) view(s *Source) sourceView {
-	return sourceView{Source: s, WebhookURL: a.cfg.PublicURL + "/in/" + s.ID, HasCredentials: len(s.Credentials) > 0}
+	v := sourceView{Source: s, WebhookURL: a.cfg.PublicURL + "/in/" + s.ID, HasCredentials: len(s.Credentials) > 0}
+	if a.cfg.SetupSteps != nil {
+		v.Setup = a.cfg.SetupSteps(s.Provider, v.WebhookURL)
+	}
+	return v
 }
 
 type sourceInput struct {
@@ -316,6 +331,9 @@ func (a *API) listPartners(c echo.Context) error {
 }
 
 func (a *API) getPartner(c echo.Context) error {
+	if !OwnedBy(c, c.Param("id")) {
+		return Errorf(ENOTFOUND, "partner %s not found", c.Param("id"))
+	}
 	p, err := a.st.GetPartner(c.Request().Context(), Caller(c).ProgramID, c.Param("id"))
 	if err != nil {
 		return err
@@ -331,6 +349,9 @@ func (a *API) getConversion(c echo.Context) error {
 	x, err := a.st.GetConversion(c.Request().Context(), Caller(c).ProgramID, c.Param("id"))
 	if err != nil {
 		return err
+	}
+	if !OwnedBy(c, x.PartnerID) {
+		return Errorf(ENOTFOUND, "conversion %s not found", c.Param("id"))
 	}
 	return c.JSON(http.StatusOK, x)
 }

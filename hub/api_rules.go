@@ -15,15 +15,14 @@ func (a *API) mountRules(g *echo.Group) {
 	if !ok {
 		return
 	}
-	admin := RequireRole(RoleAdmin)
 	r := &rulesAPI{API: a, rs: rs}
-	g.PATCH("/partners/:id", r.patchPartner, admin)
-	g.POST("/promo-codes", r.createPromo, admin)
-	g.GET("/promo-codes", r.listPromos)
-	g.DELETE("/promo-codes/:id", r.deletePromo, admin)
-	g.POST("/rules", r.createRule, admin)
-	g.GET("/rules", r.listRules)
-	g.DELETE("/rules/:id", r.deleteRule, admin)
+	g.PATCH("/partners/:id", r.patchPartner, AdminOnly)
+	g.POST("/promo-codes", r.createPromo, AdminOnly)
+	g.GET("/promo-codes", r.listPromos, Staff)
+	g.DELETE("/promo-codes/:id", r.deletePromo, AdminOnly)
+	g.POST("/rules", r.createRule, AdminOnly)
+	g.GET("/rules", r.listRules, Staff)
+	g.DELETE("/rules/:id", r.deleteRule, AdminOnly)
 }
 
 type rulesAPI struct {

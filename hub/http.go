@@ -117,8 +117,12 @@ func PageOf(c echo.Context) (Page, error) {
 }
 
 // FilterOf reads ?status=, ?partner_id=, ?since= and ?until= (RFC 3339).
+// A partner-role caller's filter is always its own partner.
 func FilterOf(c echo.Context) (Filter, error) {
 	f := Filter{Status: c.QueryParam("status"), PartnerID: c.QueryParam("partner_id")}
+	if k := Caller(c); k != nil && k.Role == RolePartner {
+		f.PartnerID = k.PartnerID
+	}
 	bad := map[string]string{}
 	for _, q := range []struct {
 		name string
@@ -173,6 +177,10 @@ func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
 			if err != nil {
 				return err
 			}
+			if k.RevokedAt != nil {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="partnerhub", error="invalid_token"`)
+				return Errorf(EUNAUTHORIZED, "API key %s… was revoked", k.Prefix)
+			}
 			c.Set(callerKey, k)
 			return next(c)
 		}
@@ -183,6 +191,30 @@ func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
 func Caller(c echo.Context) *APIKey {
 	k, _ := c.Get(callerKey).(*APIKey)
 	return k
+}
+
+// The role sets routes use. Every route of the API names one of them (or
+// RequireRole with its own list); the role table test checks each route
+// against every role.
+var (
+	// AdminOnly: configuration changes and secrets.
+	AdminOnly = RequireRole(RoleAdmin)
+	// OpsOrAdmin: operations that change no configuration (retry,
+	// replay, re-enable, reprocess).
+	OpsOrAdmin = RequireRole(RoleAdmin, RoleOps)
+	// Staff: reading anything of the program.
+	Staff = RequireRole(RoleAdmin, RoleOps, RoleViewer)
+	// StaffOrPartner: reading what a partner may also read of its own;
+	// the handler scopes a partner caller to its partner (FilterOf,
+	// OwnedBy).
+	StaffOrPartner = RequireRole(RoleAdmin, RoleOps, RoleViewer, RolePartner)
+)
+
+// OwnedBy reports whether the caller may see a row of partnerID: always
+// for staff roles, and for a partner key only its own partner's rows.
+func OwnedBy(c echo.Context, partnerID string) bool {
+	k := Caller(c)
+	return k != nil && (k.Role != RolePartner || (k.PartnerID != "" && k.PartnerID == partnerID))
 }
 
 // RequireRole refuses callers whose role is not one of roles.

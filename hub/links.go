@@ -172,7 +172,7 @@ func (l *Links) Mount(e *echo.Echo) {
 
 // MountAPI adds GET /clicks to g, which must already authenticate (Auth).
 func (l *Links) MountAPI(g *echo.Group) {
-	g.GET("/clicks", l.listClicks)
+	g.GET("/clicks", l.listClicks, StaffOrPartner)
 }
 
 var partnerCodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

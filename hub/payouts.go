@@ -275,12 +275,11 @@ func (s *Service) ConfirmPayout(ctx context.Context, programID, id, keyID string
 //	POST /payouts/:id/confirm       record the run as paid
 func MountPayouts(g *echo.Group, svc *Service) {
 	h := &payoutAPI{svc: svc}
-	admin := RequireRole(RoleAdmin)
-	g.POST("/payouts", h.create, admin)
-	g.GET("/payouts", h.list)
-	g.GET("/payouts/:id", h.get)
-	g.GET("/payouts/:id/export.csv", h.export)
-	g.POST("/payouts/:id/confirm", h.confirm, admin)
+	g.POST("/payouts", h.create, AdminOnly)
+	g.GET("/payouts", h.list, Staff)
+	g.GET("/payouts/:id", h.get, Staff)
+	g.GET("/payouts/:id/export.csv", h.export, Staff)
+	g.POST("/payouts/:id/confirm", h.confirm, AdminOnly)
 }
 
 type payoutAPI struct {

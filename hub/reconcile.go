@@ -21,6 +21,9 @@ type Reconciliation struct {
 	Events []ReconciledEvent
 	Cursor string
 	Health string
+	// More says the poll stopped at a bound (pages, time) with objects
+	// left to read; the next poll resumes from Cursor.
+	More bool
 }
 
 // ReconciledEvent is a provider object fetched by a poll, ingested like a

@@ -207,5 +207,5 @@ func MountReports(g *echo.Group, st ReportStore) {
 			return writeCSV(c, "partners.csv", func(w *csv.Writer) error { return WriteReportCSV(w, rep) })
 		}
 		return c.JSON(http.StatusOK, rep)
-	})
+	}, StaffOrPartner)
 }

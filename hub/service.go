@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/partnerhub/partnerhub/hub/metrics"
 )
 
 // maxProcessAttempts is how many transient failures an inbound event may
@@ -102,7 +104,8 @@ func (s *Service) Ingest(ctx context.Context, src *Source, rc Receipt, body []by
 // already processed are skipped, so a task that runs twice changes
 // nothing. Errors are transient (the job is retried); payloads that cannot
 // be normalized end as failed events instead.
-func (s *Service) Process(ctx context.Context, inboundID string) error {
+func (s *Service) Process(ctx context.Context, inboundID string) (err error) {
+	defer metrics.ObserveProcess(time.Now(), &err)
 	ev, err := s.st.GetInboundEvent(ctx, inboundID)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -150,8 +153,12 @@ func (s *Service) Process(ctx context.Context, inboundID string) error {
 	}
 	var deliveries []*Delivery
 	err = s.st.InTx(ctx, func(tx Tx) error {
-		a := &applier{s: s, tx: tx, src: src, ev: ev, n: n}
+		rt := &resultTx{Tx: tx}
+		a := &applier{s: s, tx: rt, src: src, ev: ev, n: n}
 		if err := a.apply(ctx); err != nil {
+			return err
+		}
+		if err := rt.record(ctx, ev.ID); err != nil {
 			return err
 		}
 		deliveries = a.deliveries

@@ -35,13 +35,31 @@ type Store interface {
 	GetProgram(ctx context.Context, id string) (*Program, error)
 	UpdateProgram(ctx context.Context, p *Program) error
 
+	CreateProgram(ctx context.Context, p *Program) error
+	ListPrograms(ctx context.Context, p Page) ([]*Program, error)
+
 	CreateAPIKey(ctx context.Context, k *APIKey) error
-	// FindAPIKey finds a key by the hex SHA-256 of the presented secret.
+	// FindAPIKey finds a key, revoked or not, by the hex SHA-256 of the
+	// presented secret.
 	FindAPIKey(ctx context.Context, hash string) (*APIKey, error)
+	GetAPIKey(ctx context.Context, programID, id string) (*APIKey, error)
+	ListAPIKeys(ctx context.Context, programID string, p Page) ([]*APIKey, error)
+	RevokeAPIKey(ctx context.Context, programID, id string, at time.Time) error
+
+	// BeginIdempotent claims an Idempotency-Key; see store.DB.
+	BeginIdempotent(ctx context.Context, r *IdempotentResponse, ttl time.Duration) (*IdempotentResponse, error)
+	FinishIdempotent(ctx context.Context, r *IdempotentResponse) error
+	ReleaseIdempotent(ctx context.Context, programID, key string) error
 
 	CreateSource(ctx context.Context, s *Source) error
 	GetSource(ctx context.Context, id string) (*Source, error)
 	ListSources(ctx context.Context, programID string, p Page) ([]*Source, error)
+	// UpdateSource saves a source's name, secrets, options and credentials.
+	UpdateSource(ctx context.Context, s *Source) error
+	// NoteSourceVerified and NoteSourceFailure record the last verified
+	// and the last refused webhook of a source.
+	NoteSourceVerified(ctx context.Context, id string, at time.Time) error
+	NoteSourceFailure(ctx context.Context, id, reason string, at time.Time) error
 	// ReconcilableSources lists every program's sources with REST
 	// credentials.
 	ReconcilableSources(ctx context.Context) ([]*Source, error)
@@ -69,6 +87,24 @@ type Store interface {
 	// InboundDue lists IDs of received events that arrived before before,
 	// oldest first: the sweeper enqueues them again.
 	InboundDue(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// InboundResults lists the conversions and refunds processing an
+	// inbound event created or changed.
+	InboundResults(ctx context.Context, id string) (*InboundResults, error)
+	// ReprocessInbound makes a processed, ignored or failed event received
+	// again (no attempts, error or processed time) and returns it without
+	// its body; a received event is returned as it is. It fails with
+	// ECONFLICT when retention purged the body.
+	ReprocessInbound(ctx context.Context, id string) (*InboundEvent, error)
+	// ReprocessInboundBatch does what ReprocessInbound does to up to limit
+	// events of the program matching sel whose id is greater than after,
+	// in id order, skipping purged ones, and returns their ids. Received
+	// events (sel.Status received) are only listed.
+	ReprocessInboundBatch(ctx context.Context, programID string, sel InboundSelector, after string, limit int) ([]string, error)
+	// PurgeInboundBodies erases the raw body and headers of up to limit
+	// events received before before that are no longer waiting to be
+	// processed, oldest first, sets their BodyPurgedAt to at, and returns
+	// how many it purged.
+	PurgeInboundBodies(ctx context.Context, before, at time.Time, limit int) (int64, error)
 
 	ListConversions(ctx context.Context, programID string, f Filter, p Page) ([]*Conversion, error)
 	GetConversion(ctx context.Context, programID, id string) (*Conversion, error)
@@ -189,4 +225,7 @@ type Tx interface {
 	// longer received (another run finished it), which rolls the
 	// transaction back.
 	FinishInbound(ctx context.Context, id, status, lastErr string, at time.Time) error
+	// RecordInboundResults records the conversions and refunds an inbound
+	// event created or changed; results recorded by an earlier run stay.
+	RecordInboundResults(ctx context.Context, id string, conversionIDs, refundIDs []string) error
 }

@@ -98,8 +98,14 @@ type Source struct {
 	Cursor string `json:"reconcile_cursor,omitempty"`
 	// Health is what the last reconciliation found wrong with the source
 	// (for example a disabled provider webhook), or "".
-	Health    string    `json:"health,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Health string `json:"health,omitempty"`
+	// LastVerifiedAt is when the source last received a webhook whose
+	// signature verified; LastFailure and LastFailureAt say why and when
+	// one was last refused.
+	LastVerifiedAt *time.Time `json:"last_verified_at"`
+	LastFailureAt  *time.Time `json:"last_failure_at"`
+	LastFailure    string     `json:"last_failure,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
 }
 
 // Option returns a source option or "".
@@ -139,6 +145,9 @@ type InboundEvent struct {
 	ReceivedAt time.Time         `json:"received_at"`
 	// ProcessedAt is set once the event reaches a final status.
 	ProcessedAt *time.Time `json:"processed_at,omitempty"`
+	// BodyPurgedAt is when retention erased Body and Headers; nil while
+	// they are kept.
+	BodyPurgedAt *time.Time `json:"body_purged_at,omitempty"`
 }
 
 // Receipt is what a connector learns while verifying a request.
@@ -498,22 +507,44 @@ type Attempt struct {
 	CreatedAt       time.Time         `json:"created_at"`
 }
 
-// API key roles.
+// API key roles. Admin may do everything in its program; ops reads
+// everything and retries, replays and re-enables, but changes no
+// configuration and sees no secrets; viewer only reads; partner sees only
+// its partner's clicks, conversions, commissions and endpoints.
 const (
-	RoleAdmin  = "admin"
-	RoleOps    = "ops"
-	RoleViewer = "viewer"
+	RoleAdmin   = "admin"
+	RoleOps     = "ops"
+	RoleViewer  = "viewer"
+	RolePartner = "partner"
 )
+
+// Roles lists the API key roles.
+var Roles = []string{RoleAdmin, RoleOps, RoleViewer, RolePartner}
 
 // APIKey authenticates API calls. Only a SHA-256 hash of the key is stored.
 type APIKey struct {
-	ID        string    `json:"id"`
-	ProgramID string    `json:"program_id"`
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	Hash      string    `json:"-"`
-	Prefix    string    `json:"prefix"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        string `json:"id"`
+	ProgramID string `json:"program_id"`
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	// PartnerID is the partner a partner-role key speaks for.
+	PartnerID string     `json:"partner_id,omitempty"`
+	Hash      string     `json:"-"`
+	Prefix    string     `json:"prefix"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// IdempotentResponse is the stored answer to a POST sent with an
+// Idempotency-Key. Status 0 means the first request is still running.
+type IdempotentResponse struct {
+	ProgramID   string
+	Key         string
+	Fingerprint string
+	Status      int
+	ContentType string
+	Body        []byte
+	CreatedAt   time.Time
 }
 
 // AuditEntry records one change made through the API.

@@ -79,22 +79,26 @@ func Mount(g *echo.Group, st OperatorStore, cfg APIConfig) {
 		cfg.PingTimeout = 60 * time.Second
 	}
 	a := &api{st: st, q: cfg.Queue, deliver: cfg.Deliver, now: cfg.Now, pingTimeout: cfg.PingTimeout}
-	admin := hub.RequireRole(hub.RoleAdmin)
-	ops := hub.RequireRole(hub.RoleAdmin, hub.RoleOps)
-	g.POST("/endpoints", a.createEndpoint, admin)
-	g.GET("/endpoints", a.listEndpoints)
-	g.GET("/endpoints/:id", a.getEndpoint)
-	g.PATCH("/endpoints/:id", a.patchEndpoint, admin)
-	g.DELETE("/endpoints/:id", a.deleteEndpoint, admin)
-	g.POST("/endpoints/:id/rotate-secret", a.rotateSecret, admin)
-	g.POST("/endpoints/:id/enable", a.enableEndpoint, ops)
-	g.POST("/endpoints/:id/ping", a.ping, ops)
-	g.GET("/deliveries", a.listDeliveries)
-	g.POST("/deliveries/retry", a.retryDeliveries, ops)
-	g.GET("/deliveries/:id", a.getDelivery)
-	g.POST("/deliveries/:id/retry", a.retryDelivery, ops)
-	g.GET("/events", a.listEvents)
-	g.POST("/events/:id/replay", a.replayEvent, ops)
+	// Partner keys manage their own partner's endpoints, as a partner
+	// portal does: adminOrOwner lets them through to endpoints of their
+	// partner only.
+	adminOrOwner := []echo.MiddlewareFunc{hub.RequireRole(hub.RoleAdmin, hub.RolePartner), a.ownEndpoint}
+	opsOrOwner := []echo.MiddlewareFunc{hub.RequireRole(hub.RoleAdmin, hub.RoleOps, hub.RolePartner), a.ownEndpoint}
+	readOrOwner := []echo.MiddlewareFunc{hub.StaffOrPartner, a.ownEndpoint}
+	g.POST("/endpoints", a.createEndpoint, hub.RequireRole(hub.RoleAdmin, hub.RolePartner))
+	g.GET("/endpoints", a.listEndpoints, hub.StaffOrPartner)
+	g.GET("/endpoints/:id", a.getEndpoint, readOrOwner...)
+	g.PATCH("/endpoints/:id", a.patchEndpoint, adminOrOwner...)
+	g.DELETE("/endpoints/:id", a.deleteEndpoint, adminOrOwner...)
+	g.POST("/endpoints/:id/rotate-secret", a.rotateSecret, adminOrOwner...)
+	g.POST("/endpoints/:id/enable", a.enableEndpoint, opsOrOwner...)
+	g.POST("/endpoints/:id/ping", a.ping, opsOrOwner...)
+	g.GET("/deliveries", a.listDeliveries, hub.Staff)
+	g.POST("/deliveries/retry", a.retryDeliveries, hub.OpsOrAdmin)
+	g.GET("/deliveries/:id", a.getDelivery, hub.Staff)
+	g.POST("/deliveries/:id/retry", a.retryDelivery, hub.OpsOrAdmin)
+	g.GET("/events", a.listEvents, hub.Staff)
+	g.POST("/events/:id/replay", a.replayEvent, hub.OpsOrAdmin)
 }
 
 type api struct {
@@ -149,6 +153,16 @@ func (a *api) createEndpoint(c echo.Context) error {
 	if in.URL == nil {
 		bad["url"] = "is required"
 	}
+	if k.Role == hub.RolePartner {
+		// A partner's endpoint receives its partner's events only.
+		if in.PartnerID != nil && strings.TrimSpace(*in.PartnerID) != k.PartnerID {
+			bad["partner_id"] = "must be your own partner id, or left out"
+		}
+		in.PartnerID = &k.PartnerID
+		if in.Operations != nil && *in.Operations {
+			bad["operations"] = "is for the program's own endpoints"
+		}
+	}
 	applyEndpoint(ep, &in, now, bad)
 	if err := a.checkPartner(ctx, k.ProgramID, ep.PartnerID, bad); err != nil {
 		return err
@@ -179,6 +193,9 @@ func (a *api) patchEndpoint(c echo.Context) error {
 	ep, err := a.st.ModifyEndpoint(ctx, k.ProgramID, c.Param("id"), func(ep *hub.Endpoint) error {
 		before = auditEndpoint(ep)
 		bad := map[string]string{}
+		if k.Role == hub.RolePartner && in.Operations != nil && *in.Operations {
+			bad["operations"] = "is for the program's own endpoints"
+		}
 		if in.PartnerID != nil && strings.TrimSpace(*in.PartnerID) != ep.PartnerID {
 			// Deliveries already written for the old scope would reach
 			// the new one: scope is fixed at creation.
@@ -466,6 +483,28 @@ func caller(c echo.Context) (*hub.APIKey, error) {
 	return k, nil
 }
 
+// ownEndpoint answers 404 to a partner key for an endpoint that is not
+// its partner's; other roles pass.
+func (a *api) ownEndpoint(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		k, err := caller(c)
+		if err != nil {
+			return err
+		}
+		if k.Role != hub.RolePartner {
+			return next(c)
+		}
+		ep, err := a.st.GetEndpoint(c.Request().Context(), k.ProgramID, c.Param("id"))
+		if err != nil {
+			return err
+		}
+		if !hub.OwnedBy(c, ep.PartnerID) {
+			return hub.Errorf(hub.ENOTFOUND, "endpoint %s not found", c.Param("id"))
+		}
+		return next(c)
+	}
+}
+
 func (a *api) listEndpoints(c echo.Context) error {
 	k, err := caller(c)
 	if err != nil {
@@ -475,11 +514,33 @@ func (a *api) listEndpoints(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	eps, err := a.st.ListEndpoints(c.Request().Context(), k.ProgramID, p)
-	if err != nil {
-		return err
+	if k.Role != hub.RolePartner {
+		eps, err := a.st.ListEndpoints(c.Request().Context(), k.ProgramID, p)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, hub.NewList(eps, p, func(e *hub.Endpoint) string { return e.ID }))
 	}
-	return c.JSON(http.StatusOK, hub.NewList(eps, p, func(e *hub.Endpoint) string { return e.ID }))
+	// A partner sees its own endpoints: the program's pages are read
+	// until this page is full.
+	var own []*hub.Endpoint
+	scan := hub.Page{Cursor: p.Cursor, Limit: 200}
+	for len(own) < p.Limit {
+		eps, err := a.st.ListEndpoints(c.Request().Context(), k.ProgramID, scan)
+		if err != nil {
+			return err
+		}
+		for _, e := range eps {
+			if e.PartnerID == k.PartnerID && len(own) < p.Limit {
+				own = append(own, e)
+			}
+		}
+		if len(eps) < scan.Limit {
+			break
+		}
+		scan.Cursor = eps[len(eps)-1].ID
+	}
+	return c.JSON(http.StatusOK, hub.NewList(own, p, func(e *hub.Endpoint) string { return e.ID }))
 }
 
 func (a *api) getEndpoint(c echo.Context) error {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/metrics"
 )
 
 // Admission: before an attempt goes out, the endpoint's circuit breaker,
@@ -103,6 +104,25 @@ func (d *Dispatcher) endpoint(id string) *endpointState {
 	})
 	v, _ := d.endpoints.LoadOrStore(id, es)
 	return v.(*endpointState)
+}
+
+// BreakerStates returns the state of the circuit breaker of every
+// endpoint this dispatcher has sent to since it started, by endpoint id:
+// metrics.BreakerClosed, metrics.BreakerHalfOpen or metrics.BreakerOpen.
+func (d *Dispatcher) BreakerStates() map[string]int {
+	out := make(map[string]int)
+	d.endpoints.Range(func(k, v any) bool {
+		st := metrics.BreakerClosed
+		switch v.(*endpointState).cb.State() {
+		case gobreaker.StateHalfOpen:
+			st = metrics.BreakerHalfOpen
+		case gobreaker.StateOpen:
+			st = metrics.BreakerOpen
+		}
+		out[k.(string)] = st
+		return true
+	})
+	return out
 }
 
 // grant is an admitted attempt: report its outcome with done.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/metrics"
 	"github.com/partnerhub/partnerhub/hub/netguard"
 )
 
@@ -343,6 +344,9 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 // conclude records the outcome of an attempt, keeps the endpoint's health
 // and schedules what comes next.
 func (d *Dispatcher) conclude(ctx context.Context, del *hub.Delivery, ep *hub.Endpoint, attempt int, now time.Time, res result) error {
+	if res.latency > 0 { // a request was sent
+		metrics.DeliveryAttempt(res.latency, res.ok())
+	}
 	a := &hub.Attempt{
 		ID:              hub.NewID("att"),
 		DeliveryID:      del.ID,
@@ -383,6 +387,16 @@ func (d *Dispatcher) conclude(ctx context.Context, del *hub.Delivery, ep *hub.En
 	}
 	d.track(ctx, ep, res, now, disable)
 
+	switch {
+	case res.class == "endpoint_disabled":
+		metrics.Delivery(metrics.DeliveryEndpointDisabled)
+	case del.Status == hub.DeliverySucceeded:
+		metrics.Delivery(metrics.DeliverySucceeded)
+	case del.Status == hub.DeliveryFailed:
+		metrics.Delivery(metrics.DeliveryFailed)
+	default:
+		metrics.Delivery(metrics.DeliveryFailedRetrying)
+	}
 	switch del.Status {
 	case hub.DeliverySucceeded:
 		d.log.DebugContext(ctx, "delivery succeeded", "delivery_id", del.ID, "endpoint_id", ep.ID,
@@ -417,8 +431,16 @@ func (d *Dispatcher) holdBack(ctx context.Context, del *hub.Delivery, ep *hub.En
 	}
 	d.log.DebugContext(ctx, "delivery held back", "delivery_id", del.ID, "endpoint_id", ep.ID, "attempt", attempt,
 		"reason", h.reason, "next_attempt_at", at)
+	metrics.Delivery(heldOutcome[h.reason])
 	d.requeueLater(del.ID, attempt, at)
 	return nil
+}
+
+// heldOutcome is the metrics outcome of each hold reason.
+var heldOutcome = map[string]string{
+	"breaker_open":  metrics.DeliveryHeldByBreaker,
+	"endpoint_busy": metrics.DeliveryHeldBusy,
+	"rate_limited":  metrics.DeliveryHeldRateLimited,
 }
 
 // requeueLater queues attempt of a delivery to run at at, shortly after

@@ -20,6 +20,7 @@ import (
 	"github.com/partnerhub/partnerhub/connectors"
 	"github.com/partnerhub/partnerhub/hub"
 	"github.com/partnerhub/partnerhub/hub/netguard"
+	"github.com/partnerhub/partnerhub/hub/openapi"
 	"github.com/partnerhub/partnerhub/hub/queue"
 	"github.com/partnerhub/partnerhub/hub/schemas"
 	"github.com/partnerhub/partnerhub/hub/store"
@@ -55,7 +56,7 @@ type App struct {
 // NewApp opens the database (migrating it) and the queue, and assembles
 // the server. out receives the one-time admin key banner.
 func NewApp(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer, opts Options) (*App, error) {
-	a := &App{cfg: cfg, opts: opts, log: log, out: out}
+	a := &App{cfg: cfg, opts: opts, log: withRequestID(log), out: out}
 	if err := a.open(ctx); err != nil {
 		a.Close()
 		return nil, err
@@ -129,6 +130,9 @@ func (a *App) open(ctx context.Context) error {
 	// through proxies on private networks.
 	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	e.Use(middleware.Recover())
+	if err := a.mountObservability(e, static); err != nil {
+		return err
+	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -139,15 +143,18 @@ func (a *App) open(ctx context.Context) error {
 		a.Links.Mount(e) // public: /r/:code and /t.js
 	}
 	if cfg.HasRole(config.RoleAPI) {
-		g := e.Group("/api/v1", middleware.BodyLimit(fmt.Sprint(cfg.MaxBodyBytes/1024)+"K"), hub.Auth(a.DB, static...))
-		hub.NewAPI(hub.APIConfig{PublicURL: cfg.PublicURL, Providers: reg.Providers()}, a.DB).Mount(g)
+		g := e.Group("/api/v1", middleware.BodyLimit(fmt.Sprint(cfg.MaxBodyBytes/1024)+"K"), hub.Auth(a.DB, static...), hub.Idempotency(a.DB))
+		hub.NewAPI(hub.APIConfig{PublicURL: cfg.PublicURL, Providers: reg.Providers(), SetupSteps: connectors.SetupSteps}, a.DB).Mount(g)
 		a.Links.MountAPI(g)
+		connectors.MountTrigger(g, e, a.DB, connectors.TriggerConfig{Logger: a.log})
 		outbound.Mount(g, a.DB, outbound.APIConfig{Queue: a.Queue, Deliver: a.Outbound.Deliver})
 		hub.MountPayouts(g, a.Service)
 		hub.MountOverrides(g, a.Service)
 		hub.MountReviews(g, a.Service)
+		hub.MountInbound(g, a.Service)
 		hub.MountReports(g, a.DB)
 		schemas.Mount(e.Group("/api/v1"))
+		openapi.Mount(e.Group("/api/v1"))
 	}
 	a.echo = e
 	a.ln, err = net.Listen("tcp", cfg.Addr)
@@ -212,12 +219,17 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // Run serves until ctx is done, then shuts down gracefully.
 func (a *App) Run(ctx context.Context) error {
 	if a.cfg.HasRole(config.RoleWorker) {
+		retention, err := hub.NewRetention(hub.RetentionConfig{Store: a.DB, Period: a.cfg.RawRetention, Logger: a.log})
+		if err != nil {
+			return err
+		}
 		if err := a.Queue.StartWorker(queue.Handlers{
 			Process:   a.Service.Process,
 			Deliver:   a.Outbound.Deliver,
 			Sweep:     a.Service.Sweep,
 			Reconcile: a.Service.Reconcile,
 			Approve:   a.Service.Approve,
+			Retention: retention.Job,
 		}); err != nil {
 			return fmt.Errorf("starting worker: %w", err)
 		}

@@ -115,6 +115,10 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 	root.AddCommand(newDeliveriesCmd(getenv, stdout))
 	root.AddCommand(newEndpointsCmd(getenv, stdout))
 	root.AddCommand(newEventsCmd(getenv, stdout))
+	sources, sourcesClient := newSourcesCmd(getenv, stdout)
+	sources.AddCommand(newSourcesConnectCmd(sourcesClient))
+	root.AddCommand(newTriggerCmd(getenv, stdout))
+	root.AddCommand(sources, newPartnersCmd(getenv, stdout), newKeysCmd(getenv, stdout), newReportsCmd(getenv, stdout))
 	return root
 }
 
@@ -129,8 +133,10 @@ func withRoles(path string, getenv func(string) string, roles string) (*config.C
 	})
 }
 
+// newLogger returns the JSON logger of the process; lines logged with a
+// request's context carry its request_id.
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	return withRequestID(slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})))
 }

@@ -36,6 +36,7 @@ type apiClient struct {
 	url    string
 	key    string
 	json   bool
+	output string
 	http   *http.Client
 }
 
@@ -46,9 +47,13 @@ func newAPIClient(cmd *cobra.Command, getenv func(string) string, out io.Writer)
 	f := cmd.PersistentFlags()
 	f.StringVar(&c.url, "url", "", "base URL of the hub (default $PARTNERHUB_URL, else "+defaultAPIURL+")")
 	f.StringVar(&c.key, "key", "", "API key with the admin or ops role (default $PARTNERHUB_KEY)")
-	f.BoolVar(&c.json, "json", false, "print the API's JSON answer")
+	f.StringVarP(&c.output, "output", "o", "table", "output format: table or json (reports also csv)")
+	f.BoolVar(&c.json, "json", false, "print the API's JSON answer (same as -o json)")
 	return c
 }
+
+// isJSON reports whether the API's JSON answer is to be printed as is.
+func (c *apiClient) isJSON() bool { return c.json || c.output == "json" }
 
 // problemError is an API error answer (RFC 9457 problem+json).
 type problemError struct {
@@ -207,7 +212,7 @@ func newDeliveriesListCmd(c *apiClient) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.json {
+			if c.isJSON() {
 				c.printJSON(raw)
 				return nil
 			}
@@ -267,7 +272,7 @@ Deliveries to disabled endpoints are not retried: enable the endpoint first.`,
 				if err != nil {
 					return err
 				}
-				if c.json {
+				if c.isJSON() {
 					c.printJSON(raw)
 					return nil
 				}
@@ -296,7 +301,7 @@ Deliveries to disabled endpoints are not retried: enable the endpoint first.`,
 			if err != nil {
 				return err
 			}
-			if c.json {
+			if c.isJSON() {
 				c.printJSON(raw)
 				return nil
 			}
@@ -335,7 +340,7 @@ What failed while it was disabled stays failed: retry it with
 			if err != nil {
 				return err
 			}
-			if c.json {
+			if c.isJSON() {
 				c.printJSON(raw)
 				return nil
 			}
@@ -357,7 +362,7 @@ What failed while it was disabled stays failed: retry it with
 			if err != nil {
 				return err
 			}
-			if c.json {
+			if c.isJSON() {
 				c.printJSON(raw)
 				return nil
 			}
@@ -405,7 +410,7 @@ func newEventsCmd(getenv func(string) string, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.json {
+			if c.isJSON() {
 				c.printJSON(raw)
 				return nil
 			}

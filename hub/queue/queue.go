@@ -138,6 +138,9 @@ func (q *Queue) Embedded() bool { return q.mini != nil }
 // Redis returns the Redis client, for readiness checks and tests.
 func (q *Queue) Redis() redis.UniversalClient { return q.rc }
 
+// Name is the asynq queue the tasks go to.
+func (q *Queue) Name() string { return q.cfg.Name }
+
 // Ping checks that Redis answers.
 func (q *Queue) Ping(ctx context.Context) error {
 	return q.rc.Ping(ctx).Err()
@@ -199,6 +202,9 @@ type Handlers struct {
 	Reconcile func(ctx context.Context) error
 	// Approve is the hub:approve job; optional.
 	Approve func(ctx context.Context) error
+	// Retention is the hub:retention job that purges raw inbound bodies
+	// past their retention period; optional.
+	Retention func(ctx context.Context) error
 }
 
 // StartWorker starts processing tasks in the background.
@@ -231,6 +237,11 @@ func (q *Queue) StartWorker(h Handlers) error {
 			return h.Approve(ctx)
 		})
 	}
+	if h.Retention != nil {
+		mux.HandleFunc(hub.TaskRetention, func(ctx context.Context, _ *asynq.Task) error {
+			return h.Retention(ctx)
+		})
+	}
 	q.srv = asynq.NewServer(q.opt, asynq.Config{
 		Concurrency:              q.cfg.Concurrency,
 		Queues:                   map[string]int{q.cfg.Name: 1},
@@ -248,6 +259,10 @@ func (q *Queue) StartWorker(h Handlers) error {
 	})
 	return q.srv.Start(mux)
 }
+
+// retentionEvery is the period of hub:retention: each run purges a
+// bounded number of raw bodies, so hourly runs keep up with any volume.
+const retentionEvery = time.Hour
 
 // StartScheduler registers the periodic jobs and starts enqueuing them.
 // Each is enqueued with Unique, so replicas do not run it twice.
@@ -272,6 +287,9 @@ func (q *Queue) StartScheduler() error {
 	every = fmt.Sprintf("@every %s", q.cfg.ApproveEvery)
 	if _, err := q.sched.Register(every, asynq.NewTask(hub.TaskApprove, nil), asynq.Queue(q.cfg.Name), asynq.Unique(q.cfg.ApproveEvery), asynq.MaxRetry(0), asynq.Timeout(q.cfg.ApproveEvery)); err != nil {
 		return fmt.Errorf("registering %s: %w", hub.TaskApprove, err)
+	}
+	if _, err := q.sched.Register(fmt.Sprintf("@every %s", retentionEvery), asynq.NewTask(hub.TaskRetention, nil), asynq.Queue(q.cfg.Name), asynq.Unique(retentionEvery), asynq.MaxRetry(0), asynq.Timeout(retentionEvery)); err != nil {
+		return fmt.Errorf("registering %s: %w", hub.TaskRetention, err)
 	}
 	return q.sched.Start()
 }

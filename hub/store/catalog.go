@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
 )
@@ -46,13 +47,14 @@ func (db *DB) CreateSource(ctx context.Context, s *hub.Source) error {
 }
 
 const sourceCols = `id, program_id, provider, name, secret, previous_secret, options, created_at,
-	credentials, cursor, health`
+	credentials, cursor, health, last_verified_at, last_failure_at, last_failure`
 
 func (c *conn) scanSource(r scanner) (*hub.Source, error) {
 	var s hub.Source
 	var secret, prev, creds string
 	if err := r.Scan(&s.ID, &s.ProgramID, &s.Provider, &s.Name, &secret, &prev,
-		jsonCol{&s.Options}, timeCol{&s.CreatedAt}, &creds, &s.Cursor, &s.Health); err != nil {
+		jsonCol{&s.Options}, timeCol{&s.CreatedAt}, &creds, &s.Cursor, &s.Health,
+		nullTimeCol{&s.LastVerifiedAt}, nullTimeCol{&s.LastFailureAt}, &s.LastFailure); err != nil {
 		return nil, err
 	}
 	var err error
@@ -75,6 +77,56 @@ func (db *DB) GetSource(ctx context.Context, id string) (*hub.Source, error) {
 		return nil, fmt.Errorf("getting source %s: %w", id, err)
 	}
 	return s, nil
+}
+
+// UpdateSource saves a source's name, secrets, options and credentials.
+func (db *DB) UpdateSource(ctx context.Context, s *hub.Source) error {
+	secret, err := db.c.seal(s.Secret)
+	if err != nil {
+		return fmt.Errorf("updating source %s: %w", s.ID, err)
+	}
+	prev, err := db.c.seal(s.PreviousSecret)
+	if err != nil {
+		return fmt.Errorf("updating source %s: %w", s.ID, err)
+	}
+	opts, err := jsonText(s.Options)
+	if err != nil {
+		return fmt.Errorf("updating source %s: %w", s.ID, err)
+	}
+	creds, err := db.c.sealCredentials(s.Credentials)
+	if err != nil {
+		return fmt.Errorf("updating source %s: %w", s.ID, err)
+	}
+	n, err := db.c.execN(ctx, `UPDATE sources SET name = ?, secret = ?, previous_secret = ?, options = ?, credentials = ?
+		WHERE id = ?`, s.Name, secret, prev, opts, creds, s.ID)
+	if err != nil {
+		return fmt.Errorf("updating source %s: %w", s.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("updating source %s: %w", s.ID, hub.ErrNotFound)
+	}
+	return nil
+}
+
+// NoteSourceVerified records that a webhook of the source verified at at.
+// Only a later time is written, so concurrent requests never move it back.
+func (db *DB) NoteSourceVerified(ctx context.Context, id string, at time.Time) error {
+	_, err := db.c.exec(ctx, `UPDATE sources SET last_verified_at = ?
+		WHERE id = ? AND (last_verified_at IS NULL OR last_verified_at < ?)`, db.c.ts(at), id, db.c.ts(at))
+	if err != nil {
+		return fmt.Errorf("noting source %s verified: %w", id, err)
+	}
+	return nil
+}
+
+// NoteSourceFailure records why a webhook of the source was refused at at.
+func (db *DB) NoteSourceFailure(ctx context.Context, id, reason string, at time.Time) error {
+	_, err := db.c.exec(ctx, `UPDATE sources SET last_failure_at = ?, last_failure = ?
+		WHERE id = ? AND (last_failure_at IS NULL OR last_failure_at < ?)`, db.c.ts(at), reason, id, db.c.ts(at))
+	if err != nil {
+		return fmt.Errorf("noting source %s failure: %w", id, err)
+	}
+	return nil
 }
 
 // ListSources lists a program's sources, newest first.

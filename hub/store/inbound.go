@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -54,7 +55,7 @@ func (db *DB) InsertInboundEvent(ctx context.Context, ev *hub.InboundEvent) (*hu
 }
 
 const inboundSummaryCols = `id, program_id, source_id, provider, dedupe_key, event_type, headers,
-	status, attempts, last_error, received_at, processed_at`
+	status, attempts, last_error, received_at, processed_at, body_purged_at`
 
 const inboundCols = inboundSummaryCols + `, body`
 
@@ -62,7 +63,7 @@ func scanInboundSummary(r scanner) (*hub.InboundEvent, error) {
 	var ev hub.InboundEvent
 	err := r.Scan(&ev.ID, &ev.ProgramID, &ev.SourceID, &ev.Provider, &ev.DedupeKey, &ev.EventType,
 		jsonCol{&ev.Headers}, &ev.Status, &ev.Attempts, &ev.LastError,
-		timeCol{&ev.ReceivedAt}, nullTimeCol{&ev.ProcessedAt})
+		timeCol{&ev.ReceivedAt}, nullTimeCol{&ev.ProcessedAt}, nullTimeCol{&ev.BodyPurgedAt})
 	return &ev, err
 }
 
@@ -70,7 +71,7 @@ func scanInbound(r scanner) (*hub.InboundEvent, error) {
 	var ev hub.InboundEvent
 	err := r.Scan(&ev.ID, &ev.ProgramID, &ev.SourceID, &ev.Provider, &ev.DedupeKey, &ev.EventType,
 		jsonCol{&ev.Headers}, &ev.Status, &ev.Attempts, &ev.LastError,
-		timeCol{&ev.ReceivedAt}, nullTimeCol{&ev.ProcessedAt}, &ev.Body)
+		timeCol{&ev.ReceivedAt}, nullTimeCol{&ev.ProcessedAt}, nullTimeCol{&ev.BodyPurgedAt}, &ev.Body)
 	return &ev, err
 }
 
@@ -123,4 +124,113 @@ func (db *DB) InboundDue(ctx context.Context, before time.Time, limit int) ([]st
 		return nil, fmt.Errorf("listing due inbound events: %w", err)
 	}
 	return out, nil
+}
+
+// RecordInboundResults records the conversions and refunds an inbound
+// event created or changed. Results already recorded (a reprocessed event)
+// are kept.
+func (tx *Tx) RecordInboundResults(ctx context.Context, id string, conversionIDs, refundIDs []string) error {
+	for _, r := range []struct {
+		kind string
+		ids  []string
+	}{{hub.ResultConversion, conversionIDs}, {hub.ResultRefund, refundIDs}} {
+		for _, rid := range r.ids {
+			if _, err := tx.c.exec(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)
+				VALUES (?, ?, ?) ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, id, r.kind, rid); err != nil {
+				return fmt.Errorf("recording results of inbound event %s: %w", id, err)
+			}
+		}
+	}
+	return nil
+}
+
+// InboundResults lists the conversions and refunds an inbound event
+// produced, in id order.
+func (db *DB) InboundResults(ctx context.Context, id string) (*hub.InboundResults, error) {
+	type row struct{ kind, id string }
+	rows, err := list(ctx, db.c, `SELECT kind, result_id FROM inbound_results WHERE inbound_event_id = ? ORDER BY kind, result_id`,
+		[]any{id}, func(s scanner) (row, error) {
+			var r row
+			return r, s.Scan(&r.kind, &r.id)
+		})
+	if err != nil {
+		return nil, fmt.Errorf("listing results of inbound event %s: %w", id, err)
+	}
+	out := &hub.InboundResults{ConversionIDs: []string{}, RefundIDs: []string{}}
+	for _, r := range rows {
+		switch r.kind {
+		case hub.ResultConversion:
+			out.ConversionIDs = append(out.ConversionIDs, r.id)
+		case hub.ResultRefund:
+			out.RefundIDs = append(out.RefundIDs, r.id)
+		}
+	}
+	return out, nil
+}
+
+// reprocessable are the statuses an event may be reprocessed from.
+var reprocessable = []any{hub.InboundProcessed, hub.InboundIgnored, hub.InboundFailed}
+
+// ReprocessInbound makes a finished inbound event received again, with no
+// attempts, error or processed time, and returns it without its body. A
+// received event is returned as it is. It fails with ECONFLICT when
+// retention purged the body.
+func (db *DB) ReprocessInbound(ctx context.Context, id string) (*hub.InboundEvent, error) {
+	_, err := db.c.exec(ctx, `UPDATE inbound_events SET status = ?, attempts = 0, last_error = '', processed_at = NULL
+		WHERE id = ? AND body_purged_at IS NULL AND status IN (?, ?, ?)`,
+		append([]any{hub.InboundReceived, id}, reprocessable...)...)
+	if err != nil {
+		return nil, fmt.Errorf("reprocessing inbound event %s: %w", id, err)
+	}
+	ev, err := scanOne(ctx, db.c, `SELECT `+inboundSummaryCols+` FROM inbound_events WHERE id = ?`, []any{id}, scanInboundSummary)
+	if err != nil {
+		return nil, fmt.Errorf("reprocessing inbound event %s: %w", id, err)
+	}
+	if ev.BodyPurgedAt != nil && ev.Status != hub.InboundReceived {
+		return nil, hub.Errorf(hub.ECONFLICT, "inbound event %s cannot be reprocessed: its raw body was purged by retention", id)
+	}
+	return ev, nil
+}
+
+// ReprocessInboundBatch makes received again, in id order, up to limit
+// events of the program that match sel, whose id is greater than after and
+// whose body is kept, and returns their ids. sel.Status must be failed,
+// ignored, processed or received; received events are only listed.
+func (db *DB) ReprocessInboundBatch(ctx context.Context, programID string, sel hub.InboundSelector, after string, limit int) ([]string, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	if !slices.Contains(reprocessable, any(sel.Status)) && sel.Status != hub.InboundReceived {
+		return nil, hub.Errorf(hub.EINVALID, "cannot reprocess events in status %q", sel.Status)
+	}
+	var w cond
+	w.and("program_id = ?", programID)
+	w.and("status = ?", sel.Status)
+	w.and("body_purged_at IS NULL")
+	if sel.Provider != "" {
+		w.and("provider = ?", sel.Provider)
+	}
+	if sel.SourceID != "" {
+		w.and("source_id = ?", sel.SourceID)
+	}
+	w.filter(db.c, hub.Filter{Since: sel.Since, Until: sel.Until}, "", "", "received_at")
+	if after != "" {
+		w.and("id > ?", after)
+	}
+	pick := fmt.Sprintf(`SELECT id FROM inbound_events%s ORDER BY id LIMIT %d`, w.where(), limit)
+	q, args := pick, w.args
+	if sel.Status != hub.InboundReceived {
+		q = `UPDATE inbound_events SET status = ?, attempts = 0, last_error = '', processed_at = NULL
+			WHERE id IN (` + pick + `) AND status = ? RETURNING id`
+		args = append(append([]any{hub.InboundReceived}, w.args...), sel.Status)
+	}
+	ids, err := list(ctx, db.c, q, args, func(s scanner) (string, error) {
+		var id string
+		return id, s.Scan(&id)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reprocessing inbound events: %w", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

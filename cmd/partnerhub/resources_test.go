@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestResourceCommands drives the sources, partners, keys and reports
+// commands against a running hub, as a merchant would from a terminal.
+func TestResourceCommands(t *testing.T) {
+	h := startHub(t, testEnv(t), Options{})
+	env := map[string]string{"PARTNERHUB_URL": h.base, "PARTNERHUB_KEY": testAdminKey}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runCLI(t, env, args...)
+		if err != nil {
+			t.Fatalf("partnerhub %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	out := run("partners", "create", "--name", "Alice Example", "--code", "alice", "--email", "alice@example.com")
+	if !strings.Contains(out, "code:") || !strings.Contains(out, "alice") {
+		t.Fatalf("partners create printed:\n%s", out)
+	}
+	partnerID := regexp.MustCompile(`ptn_[0-9a-z]+`).FindString(out)
+
+	secret := "whsec_cli_" + randHex(8)
+	out = run("sources", "create", "--provider", "stripe", "--name", "Stripe live", "--secret", secret)
+	srcID := regexp.MustCompile(`src_[0-9a-z]+`).FindString(out)
+	if srcID == "" || !strings.Contains(out, "https://hub.example.com/in/"+srcID) || !strings.Contains(out, "checkout.session.completed") {
+		t.Fatalf("sources create printed:\n%s", out)
+	}
+	id := randHex(6)
+	if st, res := h.postStripe(srcID, secret, checkoutCompleted("evt_"+id, "cs_"+id, "pi_"+id, "alice", 5000, 0)); st != 200 {
+		t.Fatalf("webhook: %d %v", st, res)
+	}
+	waitFor(t, 20*time.Second, "the source's last verified webhook in `sources list`", func() bool {
+		out, _ := runCLI(t, env, "sources", "list")
+		return regexp.MustCompile(srcID + `\s+stripe\s+Stripe live\s+20\d\d-`).MatchString(out)
+	})
+
+	out = run("keys", "create", "--name", "alice portal", "--role", "partner", "--partner", partnerID)
+	key := regexp.MustCompile(`phk_[A-Za-z0-9_-]{32}`).FindString(out)
+	keyID := regexp.MustCompile(`key_[0-9a-z]+`).FindString(out)
+	if key == "" || !strings.Contains(out, "shown only now") {
+		t.Fatalf("keys create printed:\n%s", out)
+	}
+	if out := run("keys", "list"); !strings.Contains(out, keyID) || strings.Contains(out, key) {
+		t.Fatalf("keys list must show the key's id and never its secret:\n%s", out)
+	}
+
+	// The partner's own key reads its report; CSV and JSON too.
+	pEnv := map[string]string{"PARTNERHUB_URL": h.base, "PARTNERHUB_KEY": key}
+	waitFor(t, 20*time.Second, "alice's commission in her report", func() bool {
+		out, err := runCLI(t, pEnv, "reports", "partners")
+		return err == nil && regexp.MustCompile(`alice\s+Alice Example\s+\d+\s+USD\s+1\s+50\.00\s+0\.00\s+5\.00\s+0\.00\s+0\.00\s+5\.00`).MatchString(out)
+	})
+	out, err := runCLI(t, pEnv, "reports", "partners", "-o", "csv")
+	if err != nil || !strings.HasPrefix(out, "partner_id,") || !strings.Contains(out, partnerID) {
+		t.Fatalf("reports -o csv: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, pEnv, "reports", "partners", "-o", "json")
+	var rep map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+		t.Fatalf("reports -o json: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, pEnv, "partners", "list"); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+		t.Errorf("partner key listing partners: %v, want Forbidden", err)
+	}
+
+	run("keys", "revoke", keyID)
+	if _, err := runCLI(t, pEnv, "reports", "partners"); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("revoked key: %v, want an error saying revoked", err)
+	}
+	if out := run("sources", "update", srcID, "--name", "Stripe (main)"); !strings.Contains(out, "Stripe (main)") {
+		t.Errorf("sources update printed:\n%s", out)
+	}
+	if _, err := runCLI(t, env, "sources", "update", srcID); err == nil || !strings.Contains(err.Error(), "nothing to change") {
+		t.Errorf("sources update without flags: %v", err)
+	}
+}
