@@ -62,6 +62,10 @@ type TriggerInput struct {
 	Currency    string `json:"currency,omitempty"`
 	Email       string `json:"email,omitempty"`
 	PaymentID   string `json:"payment_id,omitempty"`
+	// Live confirms a test event on a live source, where it counts as a
+	// real, payable sale (WooCommerce and Paddle payloads carry no test
+	// flag; their sources say sandbox=true instead).
+	Live bool `json:"live,omitempty"`
 }
 
 // TriggerResult is the answer of POST /sources/:id/trigger.
@@ -105,6 +109,11 @@ func (t *trigger) serve(c echo.Context) error {
 	}, t.cfg.Now())
 	if err != nil {
 		return err
+	}
+	if s.Livemode && !in.Live {
+		return &hub.Error{Code: hub.EINVALID, Message: "this source is live: the test event would count as a real, payable " + s.Kind +
+			"; set the source option sandbox=true for a test source, or send \"live\": true (partnerhub trigger --live) to send it anyway",
+			Fields: map[string]string{"live": "must be true to send a test event to a live source"}}
 	}
 	after, _ := json.Marshal(map[string]string{"event": s.Event, "event_id": s.EventID, "payment_id": s.PaymentID})
 	if err := t.st.Audit(ctx, &hub.AuditEntry{ID: hub.NewID("aud"), ProgramID: caller.ProgramID, KeyID: caller.ID,

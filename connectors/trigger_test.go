@@ -111,7 +111,7 @@ func TestTriggerRoute(t *testing.T) {
 		for _, ev := range SampleEvents(provider) {
 			t.Run(provider+"/"+ev, func(t *testing.T) {
 				code, body := postTrigger(t, srv.URL, triggerAdminKey, "src_"+provider,
-					map[string]any{"event": ev, "partner_code": "ALICE", "amount_minor": 2500, "currency": "eur"})
+					map[string]any{"event": ev, "partner_code": "ALICE", "amount_minor": 2500, "currency": "eur", "live": true})
 				if code != http.StatusOK {
 					t.Fatalf("status %d: %s", code, body)
 				}
@@ -206,5 +206,22 @@ func TestTriggerReportsInboundRefusal(t *testing.T) {
 	_ = json.Unmarshal(body, &res)
 	if res.InboundStatus != http.StatusServiceUnavailable || res.InboundError != "Service Unavailable: database unavailable" || res.InboundEventID != "" {
 		t.Fatalf("result %+v: want the 503 and its problem", res)
+	}
+}
+
+// TestTriggerRefusesLiveSourcesUnlessConfirmed: WooCommerce and Paddle
+// payloads have no test flag, so a test event on a live source would be a
+// real, payable sale; it is refused unless the caller says live.
+func TestTriggerRefusesLiveSourcesUnlessConfirmed(t *testing.T) {
+	srv, _, _ := newTriggerServer(t)
+	for _, tc := range []struct{ provider, event string }{{"woocommerce", "order.created"}, {"paddle", "transaction.completed"}} {
+		code, body := postTrigger(t, srv.URL, triggerAdminKey, "src_"+tc.provider, map[string]any{"event": tc.event})
+		if code != http.StatusUnprocessableEntity || !bytes.Contains(body, []byte("sandbox=true")) || !bytes.Contains(body, []byte(`"live"`)) {
+			t.Errorf("%s test event on a live source without live: %d %s, want 422 naming sandbox=true and live", tc.provider, code, body)
+		}
+	}
+	// Stripe test events are test-mode: no confirmation needed.
+	if code, body := postTrigger(t, srv.URL, triggerAdminKey, "src_stripe", map[string]any{"event": "checkout.session.completed"}); code != http.StatusOK {
+		t.Errorf("stripe test event: %d %s", code, body)
 	}
 }

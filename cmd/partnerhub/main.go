@@ -116,9 +116,10 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 	root.AddCommand(newEndpointsCmd(getenv, stdout))
 	root.AddCommand(newEventsCmd(getenv, stdout))
 	sources, sourcesClient := newSourcesCmd(getenv, stdout)
-	sources.AddCommand(newSourcesConnectCmd(sourcesClient))
+	sources.AddCommand(newSourcesConnectCmd(sourcesClient), newSourcesBackfillCmd(sourcesClient))
 	root.AddCommand(newTriggerCmd(getenv, stdout))
-	root.AddCommand(sources, newPartnersCmd(getenv, stdout), newKeysCmd(getenv, stdout), newReportsCmd(getenv, stdout))
+	root.AddCommand(sources, newPartnersCmd(getenv, stdout), newKeysCmd(getenv, stdout), newReportsCmd(getenv, stdout),
+		newInboundCmd(getenv, stdout))
 	return root
 }
 

@@ -165,7 +165,16 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 			if err := next(c); err != nil {
 				c.Error(err) // writes the response, so its status is known
 			}
-			log.LogAttrs(ctx, slog.LevelInfo, "http request",
+			// Probes and scrapes arrive every few seconds: their lines
+			// are debug, unless they fail.
+			level := slog.LevelInfo
+			switch c.Path() {
+			case "/healthz", "/readyz", "/metrics":
+				if c.Response().Status < 400 {
+					level = slog.LevelDebug
+				}
+			}
+			log.LogAttrs(ctx, level, "http request",
 				slog.String("method", r.Method),
 				slog.String("route", c.Path()),
 				slog.Int("status", c.Response().Status),

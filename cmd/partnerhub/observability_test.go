@@ -342,13 +342,18 @@ func TestRequestIDs(t *testing.T) {
 	}
 
 	t.Run("incoming id kept", func(t *testing.T) {
-		res := get("/healthz", map[string]string{"X-Request-Id": "trace.abc-123_X"})
+		res := get("/api/v1/schemas", map[string]string{"X-Request-Id": "trace.abc-123_X"})
 		if got := res.Header.Get("X-Request-Id"); got != "trace.abc-123_X" {
 			t.Fatalf("X-Request-Id = %q, want the client's", got)
 		}
 		l := accessLine("trace.abc-123_X")
-		if l["level"] != "INFO" || l["method"] != "GET" || l["route"] != "/healthz" || l["status"] != float64(200) {
+		if l["level"] != "INFO" || l["method"] != "GET" || l["route"] != "/api/v1/schemas" || l["status"] != float64(200) {
 			t.Errorf("access log line = %v", l)
+		}
+		// Health probes are logged at debug.
+		get("/healthz", map[string]string{"X-Request-Id": "probe-1"})
+		if l := accessLine("probe-1"); l["level"] != "DEBUG" || l["route"] != "/healthz" {
+			t.Errorf("health probe access line = %v, want DEBUG", l)
 		}
 		if _, ok := l["duration_ms"].(float64); !ok {
 			t.Errorf("access log line has no duration_ms: %v", l)

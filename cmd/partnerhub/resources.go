@@ -456,3 +456,116 @@ func flattenReport(partners []map[string]any) []map[string]any {
 	}
 	return rows
 }
+
+// newInboundCmd is `partnerhub inbound list|get|reprocess`.
+func newInboundCmd(getenv func(string) string, stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "inbound", Short: "Inbound webhooks: list by status, show one, reprocess after a fix"}
+	cmd.SetOut(stdout)
+	c := newAPIClient(cmd, getenv, stdout)
+	cols := []column{{"ID", "id"}, {"STATUS", "status"}, {"PROVIDER", "provider"}, {"TYPE", "event_type"},
+		{"SOURCE", "source_id"}, {"ATTEMPTS", "attempts"}, {"RECEIVED", "received_at"}, {"ERROR", "last_error"}}
+	var status, provider, source, since, until string
+	reprocess := &cobra.Command{
+		Use:   "reprocess [INBOUND_EVENT_ID]",
+		Short: "Process one inbound event again, or every one matching the filters (default: failed)",
+		Long: `Process one inbound event again, or, without an id, every inbound event that
+matches the filters (status failed unless --status says otherwise), oldest
+first, in calls of up to 10,000 until none is left. Processing is
+idempotent: an event already applied books no money twice.`,
+		Example: `  partnerhub inbound reprocess inb_01J…
+  partnerhub inbound reprocess --status failed --provider stripe --since 24h`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if len(args) == 1 {
+				_, raw, err := c.call(ctx, http.MethodPost, "/inbound-events/"+url.PathEscape(args[0])+"/reprocess", nil, nil, nil)
+				if err != nil {
+					return err
+				}
+				return c.printItem(raw, "id", "status", "provider", "event_type")
+			}
+			q := url.Values{}
+			if err := setTimes(q, since, until); err != nil {
+				return err
+			}
+			body := map[string]any{"status": status, "provider": provider, "source_id": source,
+				"since": q.Get("since"), "until": q.Get("until")}
+			total := 0
+			for {
+				var out struct {
+					Requeued   int    `json:"requeued"`
+					More       bool   `json:"more"`
+					NextCursor string `json:"next_cursor"`
+				}
+				_, raw, err := c.call(ctx, http.MethodPost, "/inbound-events/reprocess", nil, body, &out)
+				if err != nil {
+					return err
+				}
+				total += out.Requeued
+				if c.isJSON() {
+					c.printJSON(raw)
+				}
+				if !out.More {
+					break
+				}
+				body["cursor"] = out.NextCursor
+			}
+			if !c.isJSON() {
+				fmt.Fprintf(c.out, "requeued %d inbound events\n", total)
+			}
+			return nil
+		},
+	}
+	f := reprocess.Flags()
+	f.StringVar(&status, "status", "", "failed (the default), ignored or processed")
+	f.StringVar(&provider, "provider", "", "only this provider's events")
+	f.StringVar(&source, "source", "", "only this source's events")
+	f.StringVar(&since, "since", "", "received at or after: RFC 3339 time or a duration back from now (24h, 3d)")
+	f.StringVar(&until, "until", "", "received before")
+	cmd.AddCommand(listCmd(c, "/inbound-events", "List inbound webhooks, newest first", cols, "status"),
+		getCmd(c, "/inbound-events", "Show an inbound webhook with what it produced"), reprocess)
+	return cmd
+}
+
+// newSourcesBackfillCmd is `partnerhub sources backfill SOURCE_ID`.
+func newSourcesBackfillCmd(c *apiClient) *cobra.Command {
+	var since string
+	cmd := &cobra.Command{
+		Use:   "backfill SOURCE_ID [--since 72h]",
+		Short: "Fetch what the provider failed to deliver (Stripe, Paddle, WooCommerce) and ingest it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if err := setTimes(q, since, ""); err != nil {
+				return err
+			}
+			body := map[string]any{}
+			if s := q.Get("since"); s != "" {
+				body["since"] = s
+			}
+			for {
+				var out struct {
+					Fetched    int  `json:"fetched"`
+					Ingested   int  `json:"ingested"`
+					Duplicates int  `json:"duplicates"`
+					More       bool `json:"more"`
+				}
+				_, raw, err := c.call(cmd.Context(), http.MethodPost, "/sources/"+url.PathEscape(args[0])+"/backfill", nil, body, &out)
+				if err != nil {
+					return err
+				}
+				if c.isJSON() {
+					c.printJSON(raw)
+				} else {
+					fmt.Fprintf(c.out, "fetched %d, ingested %d new, %d already received\n", out.Fetched, out.Ingested, out.Duplicates)
+				}
+				if !out.More {
+					return nil
+				}
+				delete(body, "since") // the source's cursor carries on
+			}
+		},
+	}
+	cmd.Flags().StringVar(&since, "since", "", "start from: RFC 3339 time or a duration back from now (72h)")
+	return cmd
+}

@@ -71,6 +71,30 @@ func TestResourceCommands(t *testing.T) {
 		t.Errorf("partner key listing partners: %v, want Forbidden", err)
 	}
 
+	// Inbound operations: the processed webhook is listed, shown with its
+	// conversion, and reprocessed without booking anything twice.
+	out = run("inbound", "list", "--status", "processed")
+	ibe := regexp.MustCompile(`inb_[0-9a-z]+`).FindString(out)
+	if ibe == "" || !strings.Contains(out, "checkout.session.completed") {
+		t.Fatalf("inbound list printed:\n%s", out)
+	}
+	if out := run("inbound", "get", ibe); !strings.Contains(out, `"conversion_ids"`) || !strings.Contains(out, "cnv_") {
+		t.Errorf("inbound get printed:\n%s", out)
+	}
+	if out := run("inbound", "reprocess", "--status", "processed", "--since", "1h"); !strings.Contains(out, "requeued 1 inbound events") {
+		t.Errorf("inbound reprocess printed:\n%s", out)
+	}
+	if out := run("inbound", "reprocess", ibe); !strings.Contains(out, ibe) {
+		t.Errorf("inbound reprocess ID printed:\n%s", out)
+	}
+	waitFor(t, 20*time.Second, "the reprocessed event processed again", func() bool {
+		out, _ := runCLI(t, env, "inbound", "list", "--status", "processed")
+		return strings.Contains(out, ibe)
+	})
+	if out := run("reports", "partners", "-o", "json"); !strings.Contains(out, `"net_minor": 500`) {
+		t.Errorf("after reprocessing, the report is not 5.00 net:\n%s", out)
+	}
+
 	run("keys", "revoke", keyID)
 	if _, err := runCLI(t, pEnv, "reports", "partners"); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("revoked key: %v, want an error saying revoked", err)

@@ -40,7 +40,8 @@ from a new payment, and the refund waits for a sale that never comes).
 Stripe events are test-mode events and Shopify orders test orders: their
 conversions are flagged as test and never paid. WooCommerce and Paddle
 Billing payloads have no test flag: on a source without the option
-sandbox=true, a triggered sale counts as a real one.
+sandbox=true a triggered sale would count as a real one, so it is refused
+unless --live confirms it.
 
 Paddle Classic signs alerts with your private key, which the hub does not
 have: send a test alert from the Paddle dashboard instead.`,
@@ -78,6 +79,7 @@ have: send a test alert from the Paddle dashboard instead.`,
 	f.StringVar(&in.Currency, "currency", "", "ISO 4217 currency code (default "+connectors.SampleDefaultCurrency+")")
 	f.StringVar(&in.Email, "email", "", "buyer's email address (default "+connectors.SampleDefaultEmail+")")
 	f.StringVar(&in.PaymentID, "payment", "", "refunds and disputes: the payment id an earlier trigger printed")
+	f.BoolVar(&in.Live, "live", false, "send to a live WooCommerce or Paddle source anyway (the event counts as a real sale)")
 	return cmd
 }
 

@@ -66,7 +66,7 @@ func TestTriggerEveryEvent(t *testing.T) {
 			t.Fatalf("creating %s source: %d", provider, st)
 		}
 		for _, ev := range sales {
-			res := trigger(t, ev, "--source", src.ID, "--partner-code", "alice", "--amount", "4900", "--currency", "eur")
+			res := trigger(t, ev, "--source", src.ID, "--partner-code", "alice", "--amount", "4900", "--currency", "eur", "--live")
 			if res.Kind != "payment" {
 				t.Fatalf("%s %s is a %s, want a payment", provider, ev, res.Kind)
 			}
@@ -79,7 +79,7 @@ func TestTriggerEveryEvent(t *testing.T) {
 			}
 		}
 		for _, ev := range backs {
-			res := trigger(t, ev, "--source", src.ID, "--payment", firstSale, "--amount", "4900", "--currency", "eur")
+			res := trigger(t, ev, "--source", src.ID, "--payment", firstSale, "--amount", "4900", "--currency", "eur", "--live")
 			if res.PaymentID != firstSale {
 				t.Fatalf("%s %s is about %s, want %s", provider, ev, res.PaymentID, firstSale)
 			}
