@@ -322,7 +322,7 @@ Deliveries to disabled endpoints are not retried: enable the endpoint first.`,
 func newEndpointsCmd(getenv func(string) string, stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "endpoints",
-		Short: "Re-enable and ping webhook endpoints of a running hub",
+		Short: "List, create, re-enable and ping webhook endpoints of a running hub",
 	}
 	cmd.SetOut(stdout) // help goes where the command's output goes
 	c := newAPIClient(cmd, getenv, stdout)
@@ -383,7 +383,7 @@ What failed while it was disabled stays failed: retry it with
 			return nil
 		},
 	}
-	cmd.AddCommand(enable, ping)
+	cmd.AddCommand(enable, ping, endpointsListCmd(c), getCmd(c, "/endpoints", "Show an endpoint (never its secret)"), endpointsCreateCmd(c))
 	return cmd
 }
 

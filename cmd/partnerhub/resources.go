@@ -569,3 +569,46 @@ func newSourcesBackfillCmd(c *apiClient) *cobra.Command {
 	cmd.Flags().StringVar(&since, "since", "", "start from: RFC 3339 time or a duration back from now (72h)")
 	return cmd
 }
+
+// endpointsListCmd is `partnerhub endpoints list`.
+func endpointsListCmd(c *apiClient) *cobra.Command {
+	return listCmd(c, "/endpoints", "List webhook endpoints with their state", []column{{"ID", "id"}, {"URL", "url"},
+		{"ENABLED", "enabled"}, {"PARTNER", "partner_id"}, {"EVENT TYPES", "event_types"}, {"DISABLED BECAUSE", "disabled_reason"}})
+}
+
+// endpointsCreateCmd is `partnerhub endpoints create`.
+func endpointsCreateCmd(c *apiClient) *cobra.Command {
+	var u, desc, partner string
+	var types []string
+	cmd := &cobra.Command{
+		Use:   "create --url https://… [--event-type 'commission.*'] [--partner ptn_…]",
+		Short: "Create a webhook endpoint; its whsec_ signing secret is printed once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body := map[string]any{"url": u, "description": desc}
+			if len(types) > 0 {
+				body["event_types"] = types
+			}
+			if partner != "" {
+				body["partner_id"] = partner
+			}
+			_, raw, err := c.call(cmd.Context(), http.MethodPost, "/endpoints", nil, body, nil)
+			if err != nil {
+				return err
+			}
+			if err := c.printItem(raw, "id", "url", "partner_id", "event_types", "secret"); err != nil {
+				return err
+			}
+			if !c.isJSON() {
+				fmt.Fprintln(c.out, "The secret is shown only now: store it where your receiver reads it.")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&u, "url", "", "the receiver's http(s) URL")
+	f.StringVar(&desc, "description", "", "what the endpoint is for")
+	f.StringArrayVar(&types, "event-type", nil, `event type or category such as "commission.*" (repeatable; default all)`)
+	f.StringVar(&partner, "partner", "", "deliver only this partner's events")
+	return cmd
+}

@@ -95,6 +95,17 @@ func TestResourceCommands(t *testing.T) {
 		t.Errorf("after reprocessing, the report is not 5.00 net:\n%s", out)
 	}
 
+	// Endpoints: created with the secret shown once, listed without it.
+	out = run("endpoints", "create", "--url", "https://automation.example.com/hooks", "--event-type", "commission.*")
+	epSecret := regexp.MustCompile(`whsec_[A-Za-z0-9+/=]+`).FindString(out)
+	epID := regexp.MustCompile(`ep_[0-9a-z]+`).FindString(out)
+	if epSecret == "" || epID == "" || !strings.Contains(out, "commission.*") {
+		t.Fatalf("endpoints create printed:\n%s", out)
+	}
+	if out := run("endpoints", "list"); !regexp.MustCompile(epID+`\s+https://automation.example.com/hooks\s+true`).MatchString(out) || strings.Contains(out, epSecret) {
+		t.Errorf("endpoints list printed:\n%s", out)
+	}
+
 	run("keys", "revoke", keyID)
 	if _, err := runCLI(t, pEnv, "reports", "partners"); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("revoked key: %v, want an error saying revoked", err)
