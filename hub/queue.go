@@ -7,10 +7,12 @@ import (
 
 // Task type names on the queue.
 const (
-	TaskProcess   = "hub:process"
-	TaskDeliver   = "outbound:deliver"
-	TaskSweep     = "hub:sweep"
-	TaskReconcile = "hub:reconcile"
+	TaskProcess = "hub:process"
+	// TaskProcessBatch processes several inbound events stored together.
+	TaskProcessBatch = "hub:process-batch"
+	TaskDeliver      = "outbound:deliver"
+	TaskSweep        = "hub:sweep"
+	TaskReconcile    = "hub:reconcile"
 )
 
 // Queue enqueues jobs. A task carries only an id; the row holds the state.

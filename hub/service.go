@@ -42,10 +42,11 @@ type ServiceConfig struct {
 // Service ingests verified provider events and applies them: conversions,
 // refunds, attribution, the commission ledger and the outbound outbox.
 type Service struct {
-	cfg ServiceConfig
-	st  Store
-	q   Queue
-	log *slog.Logger
+	cfg    ServiceConfig
+	st     Store
+	q      Queue
+	log    *slog.Logger
+	ingest ingestGroup
 }
 
 // NewService applies defaults and validates cfg.
@@ -65,7 +66,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger}, nil
+	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger}
+	s.ingest.s = s
+	return s, nil
 }
 
 // Ingest stores a verified event and queues its processing. It returns the
@@ -85,19 +88,12 @@ func (s *Service) Ingest(ctx context.Context, src *Source, rc Receipt, body []by
 		Status:     InboundReceived,
 		ReceivedAt: s.cfg.Now().UTC(),
 	}
-	stored, inserted, err := s.st.InsertInboundEvent(ctx, ev)
-	if err != nil {
-		return nil, false, fmt.Errorf("storing inbound event: %w", err)
+	req := &ingestReq{ev: ev, done: make(chan struct{})}
+	s.ingest.submit(ctx, req)
+	if req.err != nil {
+		return nil, false, req.err
 	}
-	if !inserted && stored.Status != InboundReceived {
-		return stored, true, nil
-	}
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EnqueueTimeout)
-	defer cancel()
-	if err := s.q.EnqueueProcess(qctx, stored.ID); err != nil {
-		s.log.WarnContext(ctx, "queue unavailable; the sweeper will enqueue the event", "event_id", stored.ID, "error", err)
-	}
-	return stored, !inserted, nil
+	return req.stored, !req.inserted, nil
 }
 
 // Process applies one inbound event. It is the hub:process job. Events

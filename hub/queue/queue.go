@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -158,6 +159,53 @@ func (q *Queue) EnqueueProcess(ctx context.Context, inboundID string) error {
 		asynq.MaxRetry(20), asynq.Timeout(time.Minute))
 }
 
+// batchPayload is the payload of hub:process-batch.
+type batchPayload struct {
+	IDs []string `json:"ids"`
+}
+
+// EnqueueProcessBatch queues hub:process for several inbound events as one
+// task, which processes them concurrently. Each event stays its own: a
+// task that fails is retried whole, and events already processed are
+// skipped.
+func (q *Queue) EnqueueProcessBatch(ctx context.Context, ids []string) error {
+	if len(ids) == 1 {
+		return q.EnqueueProcess(ctx, ids[0])
+	}
+	b, _ := json.Marshal(batchPayload{IDs: ids})
+	return q.enqueue(ctx, asynq.NewTask(hub.TaskProcessBatch, b), "process-batch:"+ids[0]+":"+strconv.Itoa(len(ids)),
+		asynq.MaxRetry(20), asynq.Timeout(2*time.Minute))
+}
+
+// batchWorkers bounds the events of one hub:process-batch task processed
+// at once.
+const batchWorkers = 8
+
+// processBatch runs process for every id, batchWorkers at a time, and
+// reports the failures.
+func processBatch(ctx context.Context, ids []string, process func(context.Context, string) error) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, batchWorkers)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := process(ctx, id); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", id, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // enqueue queues t under id. An id already queued, scheduled, retrying or
 // running is success: that task covers the work. An archived or completed
 // task under the id (asynq gave up on it after its retries) would block
@@ -216,6 +264,13 @@ func (q *Queue) StartWorker(h Handlers) error {
 			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
 		}
 		return h.Process(ctx, p.ID)
+	})
+	mux.HandleFunc(hub.TaskProcessBatch, func(ctx context.Context, t *asynq.Task) error {
+		var p batchPayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil {
+			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
+		}
+		return processBatch(ctx, p.IDs, h.Process)
 	})
 	mux.HandleFunc(hub.TaskDeliver, func(ctx context.Context, t *asynq.Task) error {
 		var p idPayload

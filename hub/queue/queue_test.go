@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"sync"
 	"testing"
@@ -132,5 +133,58 @@ func TestArchivedTaskDoesNotBlockItsID(t *testing.T) {
 	}
 	if info.State != asynq.TaskStatePending {
 		t.Fatalf("task state after re-enqueue = %v, want pending", info.State)
+	}
+}
+
+// TestProcessBatch: a batch task hands every id to Process; a failing id
+// makes the task retry, and the retry runs the ids again (Process skips
+// what it finished), until each has succeeded.
+func TestProcessBatch(t *testing.T) {
+	q := openQueue(t, os.Getenv("REDIS_URL"))
+	ctx := context.Background()
+	ids := []string{"inb_a", "inb_b", "inb_c", "inb_d"}
+	if err := q.EnqueueProcessBatch(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnqueueProcessBatch(ctx, ids); err != nil { // the same batch again: one task
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	ok := map[string]bool{}
+	failedOnce := false
+	all := make(chan struct{})
+	err := q.StartWorker(queue.Handlers{
+		Process: func(_ context.Context, id string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[id]++
+			if id == "inb_c" && !failedOnce {
+				failedOnce = true
+				return errors.New("database unavailable")
+			}
+			ok[id] = true
+			if len(ok) == len(ids) {
+				close(all)
+			}
+			return nil
+		},
+		Deliver: func(context.Context, string, int) error { return nil },
+		Sweep:   func(context.Context) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("after 20 s: calls %v, succeeded %v", calls, ok)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["inb_c"] != 2 || calls["inb_a"] != 2 {
+		t.Errorf("calls %v: want each id run twice (the first run and the retry of the one task)", calls)
 	}
 }

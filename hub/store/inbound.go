@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -52,6 +53,113 @@ func (db *DB) InsertInboundEvent(ctx context.Context, ev *hub.InboundEvent) (*hu
 		return nil, false, fmt.Errorf("reading duplicate inbound event %s: %w", ev.DedupeKey, err)
 	}
 	return old, false, nil
+}
+
+// maxInboundBatch bounds the rows of one multi-row insert (13 parameters
+// each, well under both dialects' limits).
+const maxInboundBatch = 256
+
+// InsertInboundEvents stores several events in one statement, so that
+// concurrent webhooks share one commit. For each event it returns the
+// stored row and whether it was inserted, as InsertInboundEvent does; an
+// event repeating an earlier one of the same batch is a duplicate of it.
+func (db *DB) InsertInboundEvents(ctx context.Context, evs []*hub.InboundEvent) ([]*hub.InboundEvent, []bool, error) {
+	stored := make([]*hub.InboundEvent, len(evs))
+	inserted := make([]bool, len(evs))
+	for start := 0; start < len(evs); start += maxInboundBatch {
+		end := min(start+maxInboundBatch, len(evs))
+		if err := db.insertInboundBatch(ctx, evs[start:end], stored[start:end], inserted[start:end]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return stored, inserted, nil
+}
+
+func (db *DB) insertInboundBatch(ctx context.Context, evs, stored []*hub.InboundEvent, inserted []bool) error {
+	type key struct{ source, dedupe string }
+	first := make(map[key]int, len(evs)) // the batch's own duplicates
+	var q strings.Builder
+	q.WriteString(`INSERT INTO inbound_events
+		(id, program_id, source_id, provider, dedupe_key, event_type, headers, body, status, attempts, last_error, received_at, processed_at)
+		VALUES `)
+	args := make([]any, 0, 13*len(evs))
+	rows := 0
+	for i, ev := range evs {
+		if ev.ID == "" {
+			ev.ID = hub.NewID("inb")
+		}
+		ev.ProgramID = defaultProgram(ev.ProgramID)
+		if ev.Status == "" {
+			ev.Status = hub.InboundReceived
+		}
+		if ev.ReceivedAt.IsZero() {
+			ev.ReceivedAt = db.c.nowUTC()
+		}
+		ev.ReceivedAt = normTime(ev.ReceivedAt)
+		ev.ProcessedAt = normTimePtr(ev.ProcessedAt)
+		k := key{ev.SourceID, ev.DedupeKey}
+		if _, dup := first[k]; dup {
+			continue
+		}
+		first[k] = i
+		headers, err := jsonText(ev.Headers)
+		if err != nil {
+			return fmt.Errorf("storing inbound event %s: %w", ev.DedupeKey, err)
+		}
+		body := ev.Body
+		if body == nil {
+			body = []byte{}
+		}
+		if rows > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, ev.ID, ev.ProgramID, ev.SourceID, ev.Provider, ev.DedupeKey, ev.EventType, headers, body,
+			ev.Status, ev.Attempts, ev.LastError, db.c.ts(ev.ReceivedAt), db.c.nullTS(ev.ProcessedAt))
+		rows++
+	}
+	q.WriteString(` ON CONFLICT (source_id, dedupe_key) DO NOTHING RETURNING id`)
+	r, err := db.c.query(ctx, q.String(), args...)
+	if err != nil {
+		return fmt.Errorf("storing %d inbound events: %w", rows, err)
+	}
+	ids := make(map[string]bool, rows)
+	for r.Next() {
+		var id string
+		if err := r.Scan(&id); err != nil {
+			r.Close()
+			return fmt.Errorf("storing %d inbound events: %w", rows, db.c.classify(err))
+		}
+		ids[id] = true
+	}
+	if err := r.Close(); err != nil {
+		return fmt.Errorf("storing %d inbound events: %w", rows, db.c.classify(err))
+	}
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("storing %d inbound events: %w", rows, db.c.classify(err))
+	}
+	for i, ev := range evs {
+		k := key{ev.SourceID, ev.DedupeKey}
+		j := first[k]
+		switch {
+		case j != i: // a repeat inside the batch: filled below, from its first
+		case ids[ev.ID]:
+			stored[i], inserted[i] = ev, true
+		default:
+			old, err := scanOne(ctx, db.c, `SELECT `+inboundCols+` FROM inbound_events WHERE source_id = ? AND dedupe_key = ?`,
+				[]any{ev.SourceID, ev.DedupeKey}, scanInbound)
+			if err != nil {
+				return fmt.Errorf("reading duplicate inbound event %s: %w", ev.DedupeKey, err)
+			}
+			stored[i] = old
+		}
+	}
+	for i, ev := range evs {
+		if j := first[key{ev.SourceID, ev.DedupeKey}]; j != i {
+			stored[i] = stored[j]
+		}
+	}
+	return nil
 }
 
 const inboundSummaryCols = `id, program_id, source_id, provider, dedupe_key, event_type, headers,

@@ -321,3 +321,45 @@ func testInboundFinishOnce(t *testing.T, db *store.DB) {
 		t.Fatalf("second finish: err = %v, want ErrAlreadyFinished", err)
 	}
 }
+
+// testInboundBatch: a multi-row insert stores new events, recognises
+// events stored before and repeats inside the batch, and leaves the rows
+// as single inserts would.
+func testInboundBatch(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	src := seedSource(t, db)
+	earlier := newInbound(src, "evt_earlier")
+	if _, _, err := db.InsertInboundEvent(ctx, earlier); err != nil {
+		t.Fatal(err)
+	}
+	var evs []*hub.InboundEvent
+	for i := range 300 { // more than one statement's worth
+		evs = append(evs, newInbound(src, fmt.Sprintf("evt_b%03d", i)))
+	}
+	evs = append(evs, newInbound(src, "evt_earlier"), newInbound(src, "evt_b007"))
+	stored, inserted, err := db.InsertInboundEvents(ctx, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != len(evs) || len(inserted) != len(evs) {
+		t.Fatalf("got %d rows and %d flags for %d events", len(stored), len(inserted), len(evs))
+	}
+	for i := range 300 {
+		if !inserted[i] || stored[i] != evs[i] {
+			t.Errorf("event %d: inserted = %v, stored %p, want itself inserted", i, inserted[i], stored[i])
+		}
+	}
+	if inserted[300] || stored[300].ID != earlier.ID {
+		t.Errorf("event stored before: inserted = %v, id %s, want a duplicate of %s", inserted[300], stored[300].ID, earlier.ID)
+	}
+	if inserted[301] || stored[301].ID != evs[7].ID {
+		t.Errorf("repeat inside the batch: inserted = %v, id %s, want a duplicate of %s", inserted[301], stored[301].ID, evs[7].ID)
+	}
+	got, err := db.GetInboundEvent(ctx, evs[299].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Body) != string(evs[299].Body) || got.Status != hub.InboundReceived || got.Headers["Content-Type"] != "application/json" {
+		t.Errorf("stored row %+v differs from the event", got)
+	}
+}

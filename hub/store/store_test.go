@@ -32,6 +32,7 @@ var suite = []suiteTest{
 	{name: "endpoints", fn: testEndpoints},
 	{name: "secrets_encrypted_at_rest", fn: testSecretsAtRest},
 	{name: "inbound_dedupe", fn: testInboundDedupe},
+	{name: "inbound_batch", fn: testInboundBatch},
 	{name: "inbound_lifecycle", fn: testInboundLifecycle},
 	{name: "inbound_due", fn: testInboundDue},
 	{name: "inbound_finish_once", fn: testInboundFinishOnce},

@@ -1,0 +1,165 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Group commit for ingest. Webhooks arriving together share one insert
+// statement (one commit) and one queue task, so the database's commit
+// latency and the queue's per-task cost are paid per batch rather than per
+// webhook. Nothing is answered before its row is durable: a request waits
+// for the commit of the batch that holds it.
+//
+// There is no background goroutine: the first request finding fewer than
+// maxCommitters commits running becomes a committer and commits everything
+// pending, its own event included; requests arriving meanwhile wait and
+// are taken by the next commit. At low load every webhook is its own batch,
+// with no added wait.
+
+// BatchInserter is a Store that inserts several inbound events in one
+// statement (see store.DB.InsertInboundEvents).
+type BatchInserter interface {
+	InsertInboundEvents(ctx context.Context, evs []*InboundEvent) ([]*InboundEvent, []bool, error)
+}
+
+// BatchEnqueuer is a Queue that queues the processing of several inbound
+// events as one task.
+type BatchEnqueuer interface {
+	EnqueueProcessBatch(ctx context.Context, ids []string) error
+}
+
+const (
+	maxCommitters  = 4
+	maxIngestBatch = 256
+	// commitTimeout bounds a batch's insert; requests of a client that
+	// went away do not cancel the batch others share.
+	commitTimeout = 15 * time.Second
+)
+
+type ingestReq struct {
+	ev       *InboundEvent
+	stored   *InboundEvent
+	inserted bool
+	err      error
+	done     chan struct{}
+}
+
+type ingestGroup struct {
+	s       *Service
+	mu      sync.Mutex
+	pending []*ingestReq
+	running int
+}
+
+// submit stores req.ev, batched with concurrent requests, and queues its
+// processing; it returns when req is settled.
+func (g *ingestGroup) submit(ctx context.Context, req *ingestReq) {
+	g.mu.Lock()
+	g.pending = append(g.pending, req)
+	if g.running < maxCommitters {
+		g.running++
+		batch := g.take()
+		g.mu.Unlock()
+		g.commit(ctx, batch)
+		g.next(ctx)
+	} else {
+		g.mu.Unlock()
+	}
+	<-req.done
+}
+
+// take removes up to maxIngestBatch pending requests; mu is held.
+func (g *ingestGroup) take() []*ingestReq {
+	n := min(len(g.pending), maxIngestBatch)
+	batch := make([]*ingestReq, n)
+	copy(batch, g.pending[:n])
+	g.pending = append(g.pending[:0], g.pending[n:]...)
+	return batch
+}
+
+// next commits what arrived during a commit, in the background so that
+// the committer's own request is answered now, or ends the committer.
+func (g *ingestGroup) next(ctx context.Context) {
+	g.mu.Lock()
+	if len(g.pending) == 0 {
+		g.running--
+		g.mu.Unlock()
+		return
+	}
+	batch := g.take()
+	g.mu.Unlock()
+	go func() {
+		g.commit(ctx, batch)
+		g.next(ctx)
+	}()
+}
+
+// commit stores a batch and queues the processing of its events.
+func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	s := g.s
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	evs := make([]*InboundEvent, len(batch))
+	for i, r := range batch {
+		evs[i] = r.ev
+	}
+	var stored []*InboundEvent
+	var inserted []bool
+	if bi, ok := s.st.(BatchInserter); ok && len(batch) > 1 {
+		var err error
+		if stored, inserted, err = bi.InsertInboundEvents(cctx, evs); err != nil {
+			for _, r := range batch {
+				r.err = fmt.Errorf("storing inbound event: %w", err)
+			}
+			return
+		}
+	} else {
+		stored, inserted = make([]*InboundEvent, len(batch)), make([]bool, len(batch))
+		for i, ev := range evs {
+			var err error
+			if stored[i], inserted[i], err = s.st.InsertInboundEvent(cctx, ev); err != nil {
+				batch[i].err = fmt.Errorf("storing inbound event: %w", err)
+			}
+		}
+	}
+	var due []string
+	seen := map[string]bool{}
+	for i, r := range batch {
+		if r.err != nil {
+			continue
+		}
+		r.stored, r.inserted = stored[i], inserted[i]
+		// An event stored earlier but still waiting is queued again: its
+		// first task may have been lost with the queue.
+		if r.stored.Status == InboundReceived && !seen[r.stored.ID] {
+			seen[r.stored.ID] = true
+			due = append(due, r.stored.ID)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EnqueueTimeout)
+	defer qcancel()
+	var err error
+	if be, ok := s.q.(BatchEnqueuer); ok && len(due) > 1 {
+		err = be.EnqueueProcessBatch(qctx, due)
+	} else {
+		for _, id := range due {
+			if e := s.q.EnqueueProcess(qctx, id); e != nil {
+				err = e
+			}
+		}
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "queue unavailable; the sweeper will enqueue the events", "events", len(due), "error", err)
+	}
+}
