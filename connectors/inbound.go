@@ -1,8 +1,10 @@
 package connectors
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -42,6 +45,7 @@ type Inbound struct {
 	cfg     InboundConfig
 	reg     *Registry
 	sources SourceGetter
+	cache   *sourceCache
 	ing     Ingester
 	// noted remembers, per source and outcome, when the source's
 	// connection status was last written, so that a flood of webhooks
@@ -96,7 +100,8 @@ func NewInbound(cfg InboundConfig, reg *Registry, sources SourceGetter, ing Inge
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Inbound{cfg: cfg, reg: reg, sources: sources, ing: ing}
+	return &Inbound{cfg: cfg, reg: reg, sources: sources, ing: ing,
+		cache: &sourceCache{get: sources.GetSource, now: time.Now}}
 }
 
 // Mount adds POST /:source_id to g (mounted at /in).
@@ -129,7 +134,12 @@ func (in *Inbound) receive(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "reading request body failed")
 	}
 	id := c.Param("source_id")
-	src, err := in.sources.GetSource(ctx, id)
+	if !hub.ValidText(id) {
+		// No source has such an id; PostgreSQL would refuse to look it up.
+		outcome = metrics.InboundUnknownSource
+		return hub.Errorf(hub.ENOTFOUND, "unknown source")
+	}
+	src, cached, err := in.cache.lookup(ctx, id)
 	if errors.Is(err, hub.ErrNotFound) {
 		outcome = metrics.InboundUnknownSource
 		return hub.Errorf(hub.ENOTFOUND, "unknown source")
@@ -145,12 +155,23 @@ func (in *Inbound) receive(c echo.Context) error {
 	}
 	provider = src.Provider
 	rc, err := conn.Verify(src, r.Header, body, in.cfg.Now())
+	if err != nil && cached && !errors.Is(err, ErrPing) {
+		// The source may have a new secret since it was cached: verify
+		// against the stored one before refusing.
+		if fresh, ferr := in.cache.refresh(ctx, id); ferr == nil && fresh.Provider == src.Provider {
+			src = fresh
+			rc, err = conn.Verify(src, r.Header, body, in.cfg.Now())
+		}
+	}
 	if errors.Is(err, ErrPing) {
 		// A provider's setup ping (WooCommerce's webhook_id=<n>) needs
 		// exactly 200 and carries no event: nothing is stored.
 		in.cfg.Logger.DebugContext(ctx, "provider ping acknowledged", "source_id", src.ID, "provider", src.Provider)
 		outcome = metrics.InboundIgnored
 		return c.NoContent(http.StatusOK)
+	}
+	if err == nil {
+		err = checkText(rc, body)
 	}
 	if err != nil {
 		if errors.Is(err, hub.ErrUnparsable) {
@@ -175,6 +196,25 @@ func (in *Inbound) receive(c echo.Context) error {
 		outcome = metrics.InboundDuplicate
 	}
 	return c.JSON(http.StatusOK, receiveResponse{Received: true, ID: ev.ID, Duplicate: dup})
+}
+
+// checkText refuses a verified payload that is not UTF-8 text, or that
+// holds a NUL (raw, or as the JSON escape \u0000) in the body or in the
+// values the receipt takes from it: no provider sends one, and no stored
+// text may hold it.
+func checkText(rc hub.Receipt, body []byte) error {
+	if !utf8.Valid(body) || bytes.IndexByte(body, 0) >= 0 || hub.HasEscapedNUL(body) {
+		return fmt.Errorf("reading webhook: the body is not UTF-8 text without NUL: %w", hub.ErrUnparsable)
+	}
+	if !hub.ValidText(rc.DedupeKey) || !hub.ValidText(rc.EventType) {
+		return fmt.Errorf("reading webhook: the event id or type is not UTF-8 text without NUL: %w", hub.ErrUnparsable)
+	}
+	for name, v := range rc.Headers {
+		if !hub.ValidText(v) {
+			return fmt.Errorf("reading webhook: header %s is not UTF-8 text without NUL: %w", name, hub.ErrUnparsable)
+		}
+	}
+	return nil
 }
 
 // failureOutcome is the metrics outcome of a request that failed on our

@@ -1,15 +1,21 @@
 package hub
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 )
@@ -103,9 +109,16 @@ func NewList[T any](items []T, p Page, idOf func(T) string) List[T] {
 	return l
 }
 
+// cursorRE matches the ids list cursors are: a prefix, "_" and a ULID (or
+// a fixed name such as prg_default).
+var cursorRE = regexp.MustCompile(`^[a-z]{2,8}_[0-9a-z_]{1,64}$`)
+
 // PageOf reads ?limit= and ?cursor=.
 func PageOf(c echo.Context) (Page, error) {
 	p := Page{Cursor: c.QueryParam("cursor"), Limit: 50}
+	if p.Cursor != "" && !cursorRE.MatchString(p.Cursor) {
+		return p, Invalid(map[string]string{"cursor": "must be the next_cursor of an earlier page"})
+	}
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 200 {
@@ -124,6 +137,11 @@ func FilterOf(c echo.Context) (Filter, error) {
 		f.PartnerID = k.PartnerID
 	}
 	bad := map[string]string{}
+	for name, v := range map[string]string{"status": f.Status, "partner_id": f.PartnerID} {
+		if !ValidText(v) {
+			bad[name] = "must be UTF-8 text without NUL"
+		}
+	}
 	for _, q := range []struct {
 		name string
 		dst  *time.Time
@@ -152,7 +170,8 @@ const callerKey = "partnerhub.caller"
 
 // Auth authenticates "Authorization: Bearer <key>" against the store, or
 // against static keys (whose Hash is set; the configured admin key), and
-// puts the key in the context (see Caller).
+// puts the key in the context (see Caller). Path parameters that are not
+// UTF-8 text without NUL are then answered 404.
 func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -166,6 +185,9 @@ func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
 			for _, k := range static {
 				if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hash)) == 1 {
 					c.Set(callerKey, k)
+					if err := validParams(c); err != nil {
+						return err
+					}
 					return next(c)
 				}
 			}
@@ -182,9 +204,46 @@ func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
 				return Errorf(EUNAUTHORIZED, "API key %s… was revoked", k.Prefix)
 			}
 			c.Set(callerKey, k)
+			if err := validParams(c); err != nil {
+				return err
+			}
 			return next(c)
 		}
 	}
+}
+
+// validParams refuses path parameters that cannot name anything (ids and
+// names are UTF-8 text without NUL, which PostgreSQL would refuse) with
+// 404 before they reach the store.
+func validParams(c echo.Context) error {
+	names := c.ParamNames()
+	for i, v := range c.ParamValues() {
+		if i < len(names) && !ValidText(v) {
+			return Errorf(ENOTFOUND, "nothing has this %s: it is not UTF-8 text without NUL", names[i])
+		}
+	}
+	return nil
+}
+
+// ValidText reports whether s is UTF-8 text without NUL, the only text
+// the stores hold.
+func ValidText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// HasEscapedNUL reports whether the JSON document b holds a NUL written as
+// the escape \u0000, which no stored text may contain.
+func HasEscapedNUL(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+5 < len(b) && b[i+1] == 'u' && string(b[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // the escaped character
+	}
+	return false
 }
 
 // Caller returns the authenticated API key of the request.
@@ -235,14 +294,62 @@ func RequireRole(roles ...string) echo.MiddlewareFunc {
 	}
 }
 
-// Bind decodes the JSON body into v, reporting malformed JSON as EINVALID.
+// Bind decodes the JSON body into v. A non-empty body must be
+// application/json (or a +json type; no Content-Type is read as JSON),
+// valid UTF-8, one JSON value, and name only fields v has: the API's input
+// schemas allow no other properties. Another media type is refused with
+// 415, everything else with EINVALID naming what is wrong.
 func Bind(c echo.Context, v any) error {
-	if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
+	req := c.Request()
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
 		var he *echo.HTTPError
 		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
-			return err
+			return he
 		}
-		return Errorf(EINVALID, "malformed JSON body")
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "request body exceeds the limit")
+		}
+		return Errorf(EINVALID, "reading request body failed")
 	}
-	return nil
+	if len(body) == 0 {
+		return nil
+	}
+	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != echo.MIMEApplicationJSON && !strings.HasSuffix(mt, "+json")) {
+			return echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		}
+	}
+	if !utf8.Valid(body) {
+		return Errorf(EINVALID, "malformed JSON body: not valid UTF-8")
+	}
+	if HasEscapedNUL(body) {
+		return Errorf(EINVALID, "malformed JSON body: strings must not contain \\u0000")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil && dec.InputOffset() < int64(len(bytes.TrimRight(body, " \t\r\n"))) {
+		return Errorf(EINVALID, "malformed JSON body: more than one JSON value")
+	}
+	if err == nil {
+		return nil
+	}
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &ute) && ute.Field != "":
+		return &Error{Code: EINVALID, Message: "malformed JSON body: " + ute.Field + " has the wrong type or is out of range",
+			Fields: map[string]string{ute.Field: "cannot be " + ute.Value}}
+	case errors.As(err, &se):
+		return Errorf(EINVALID, "malformed JSON body: %s at byte %d", se.Error(), se.Offset)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name, _ = strconv.Unquote(name)
+		return &Error{Code: EINVALID, Message: "unknown field " + strconv.Quote(name) + ": only the documented fields are accepted",
+			Fields: map[string]string{name: "is not a known field"}}
+	}
+	return Errorf(EINVALID, "malformed JSON body")
 }

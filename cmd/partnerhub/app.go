@@ -24,6 +24,7 @@ import (
 	"github.com/partnerhub/partnerhub/hub/queue"
 	"github.com/partnerhub/partnerhub/hub/schemas"
 	"github.com/partnerhub/partnerhub/hub/store"
+	"github.com/partnerhub/partnerhub/hub/ui"
 	"github.com/partnerhub/partnerhub/outbound"
 )
 
@@ -155,6 +156,7 @@ func (a *App) open(ctx context.Context) error {
 		hub.MountReports(g, a.DB)
 		schemas.Mount(e.Group("/api/v1"))
 		openapi.Mount(e.Group("/api/v1"))
+		ui.Mount(e, ui.Config{PublicURL: cfg.PublicURL, Logger: a.log}) // /ui: dashboard and partner portal, through the API above
 	}
 	a.echo = e
 	a.ln, err = net.Listen("tcp", cfg.Addr)

@@ -118,6 +118,7 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 	sources, sourcesClient := newSourcesCmd(getenv, stdout)
 	sources.AddCommand(newSourcesConnectCmd(sourcesClient), newSourcesBackfillCmd(sourcesClient))
 	root.AddCommand(newTriggerCmd(getenv, stdout))
+	root.AddCommand(newBenchCmd(getenv, stdout, stderr))
 	root.AddCommand(sources, newPartnersCmd(getenv, stdout), newKeysCmd(getenv, stdout), newReportsCmd(getenv, stdout),
 		newInboundCmd(getenv, stdout))
 	return root

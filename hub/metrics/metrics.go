@@ -83,6 +83,11 @@ var (
 		Help: "Outbound delivery tasks, by outcome: attempts concluded and deliveries held back.",
 	}, []string{"outcome"})
 
+	sqlStatements = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "partnerhub_sql_statements_total",
+		Help: "SQL statements sent to the database, by dialect (sqlite, postgres): queries and commands, BEGIN, COMMIT and ROLLBACK included.",
+	}, []string{"dialect"})
+
 	attemptDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "partnerhub_delivery_attempt_duration_seconds",
 		Help:    "Duration of outbound delivery requests, by result (success, failure).",
@@ -99,6 +104,9 @@ func init() {
 	for _, o := range []string{DeliverySucceeded, DeliveryFailedRetrying, DeliveryFailed, DeliveryEndpointDisabled,
 		DeliveryHeldByBreaker, DeliveryHeldBusy, DeliveryHeldRateLimited} {
 		deliveries.WithLabelValues(o)
+	}
+	for _, d := range []string{"sqlite", "postgres"} {
+		sqlStatements.WithLabelValues(d)
 	}
 }
 
@@ -136,6 +144,13 @@ func DeliveryAttempt(d time.Duration, success bool) {
 	attemptDuration.WithLabelValues(result).Observe(d.Seconds())
 }
 
+// SQLStatements returns the counter of statements sent to a database of
+// dialect ("sqlite" or "postgres"). Resolve it once per database: its Inc
+// is an atomic add that does not allocate.
+func SQLStatements(dialect string) prometheus.Counter {
+	return sqlStatements.WithLabelValues(dialect)
+}
+
 // NewRegistry returns a registry holding the Go and process collectors,
 // partnerhub's counters and histograms (shared by every registry of the
 // process) and the extra collectors of one process, such as a
@@ -145,7 +160,7 @@ func NewRegistry(extra ...prometheus.Collector) (*prometheus.Registry, error) {
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		inboundWebhooks, processJobs, processDuration, deliveries, attemptDuration,
+		inboundWebhooks, processJobs, processDuration, deliveries, attemptDuration, sqlStatements,
 	}
 	var errs []error
 	for _, c := range append(cs, extra...) {

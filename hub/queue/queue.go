@@ -48,17 +48,42 @@ type Config struct {
 
 // Queue is the asynq-backed hub.Queue.
 type Queue struct {
-	cfg    Config
-	rc     redis.UniversalClient
-	opt    asynq.RedisConnOpt
-	mini   *miniredis.Miniredis
-	client *asynq.Client
-	insp   *asynq.Inspector
-	srv    *asynq.Server
-	sched  *asynq.Scheduler
+	cfg  Config
+	rc   redis.UniversalClient
+	opt  asynq.RedisConnOpt
+	mini *miniredis.Miniredis
+	// stopClock ends advanceTTLs.
+	stopClock chan struct{}
+	client    *asynq.Client
+	insp      *asynq.Inspector
+	srv       *asynq.Server
+	sched     *asynq.Scheduler
 }
 
 var _ hub.Queue = (*Queue)(nil)
+
+// ttlTick is how often the in-process Redis's TTLs advance.
+const ttlTick = 250 * time.Millisecond
+
+// advanceTTLs makes the in-process Redis's TTLs (asynq's leases, unique
+// locks) run with the clock, as a real Redis's do, until stop closes.
+// miniredis's ClockTTL does the same on every command, but walks and sorts
+// every key each time, which grows with the tasks queued; advancing a few
+// times a second costs the same once per tick.
+func advanceTTLs(m *miniredis.Miniredis, stop <-chan struct{}) {
+	t := time.NewTicker(ttlTick)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			m.FastForward(now.Sub(last))
+			last = now
+		}
+	}
+}
 
 // Open connects to Redis, or starts the in-process miniredis.
 func Open(cfg Config) (*Queue, error) {
@@ -90,11 +115,12 @@ func Open(cfg Config) (*Queue, error) {
 	url := cfg.RedisURL
 	if url == "" {
 		m := miniredis.NewMiniRedis()
-		m.ClockTTL(true)
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("starting in-process redis: %w", err)
 		}
 		q.mini = m
+		q.stopClock = make(chan struct{})
+		go advanceTTLs(m, q.stopClock)
 		url = "redis://" + m.Addr()
 	}
 	rc, err := newRedisClient(url)
@@ -181,6 +207,26 @@ func (q *Queue) EnqueueProcessBatch(ctx context.Context, ids []string) error {
 		asynq.MaxRetry(20), asynq.Timeout(2*time.Minute))
 }
 
+// oncePer runs a periodic job at most once per period, however many
+// schedulers (one per replica) enqueue it: asynq's Unique only stops two
+// copies from being queued at once, and frees its lock when the first one
+// finishes. The first task of each period claims it in Redis; later ones
+// in the same period do nothing.
+func (q *Queue) oncePer(task string, period time.Duration, run func(context.Context) error) func(context.Context, *asynq.Task) error {
+	return func(ctx context.Context, _ *asynq.Task) error {
+		slot := time.Now().UnixNano() / int64(period)
+		key := fmt.Sprintf("partnerhub:%s:once:%s:%d", q.cfg.Name, task, slot)
+		ok, err := q.rc.SetNX(ctx, key, "1", 2*period).Result()
+		if err != nil {
+			return fmt.Errorf("claiming %s for this period: %w", task, err)
+		}
+		if !ok {
+			return nil
+		}
+		return run(ctx)
+	}
+}
+
 // batchWorkers bounds the events of one hub:process-batch task processed
 // at once.
 const batchWorkers = 8
@@ -240,6 +286,11 @@ func (q *Queue) EnqueueDelivery(ctx context.Context, deliveryID string, attempt 
 	b, _ := json.Marshal(idPayload{ID: deliveryID, Attempt: attempt})
 	opts := []asynq.Option{asynq.MaxRetry(10), asynq.Timeout(2 * time.Minute)}
 	if time.Until(at) > 0 {
+		// asynq keeps due times in whole seconds: round up, so that an
+		// attempt never runs before its time (a Retry-After, a backoff).
+		if frac := at.Sub(at.Truncate(time.Second)); frac > 0 {
+			at = at.Add(time.Second - frac)
+		}
 		opts = append(opts, asynq.ProcessAt(at))
 	}
 	return q.enqueue(ctx, asynq.NewTask(hub.TaskDeliver, b), "deliver:"+deliveryID+":"+strconv.Itoa(attempt), opts...)
@@ -283,28 +334,20 @@ func (q *Queue) StartWorker(h Handlers) error {
 		}
 		return h.Deliver(ctx, p.ID, p.Attempt)
 	})
-	mux.HandleFunc(hub.TaskSweep, func(ctx context.Context, _ *asynq.Task) error {
-		return h.Sweep(ctx)
-	})
+	mux.HandleFunc(hub.TaskSweep, q.oncePer(hub.TaskSweep, q.cfg.SweepEvery, h.Sweep))
 	if h.Reconcile != nil {
-		mux.HandleFunc(hub.TaskReconcile, func(ctx context.Context, _ *asynq.Task) error {
-			return h.Reconcile(ctx)
-		})
+		mux.HandleFunc(hub.TaskReconcile, q.oncePer(hub.TaskReconcile, q.cfg.ReconcileEvery, h.Reconcile))
 	}
 	if h.Approve != nil {
-		mux.HandleFunc(hub.TaskApprove, func(ctx context.Context, _ *asynq.Task) error {
-			return h.Approve(ctx)
-		})
+		mux.HandleFunc(hub.TaskApprove, q.oncePer(hub.TaskApprove, q.cfg.ApproveEvery, h.Approve))
 	}
 	if h.Retention != nil {
-		mux.HandleFunc(hub.TaskRetention, func(ctx context.Context, _ *asynq.Task) error {
-			return h.Retention(ctx)
-		})
+		mux.HandleFunc(hub.TaskRetention, q.oncePer(hub.TaskRetention, retentionEvery, h.Retention))
 	}
 	q.srv = asynq.NewServer(q.opt, asynq.Config{
-		Concurrency:              q.cfg.Concurrency,
-		Queues:                   map[string]int{q.cfg.Name: 1},
-		TaskCheckInterval:        q.cfg.PollInterval,
+		Concurrency:       q.cfg.Concurrency,
+		Queues:            map[string]int{q.cfg.Name: 1},
+		TaskCheckInterval: q.cfg.PollInterval,
 		// Scheduled tasks (retries, rate-limited deliveries) need no
 		// finer timing than this.
 		DelayedTaskCheckInterval: max(q.cfg.PollInterval, 50*time.Millisecond),
@@ -372,6 +415,10 @@ func (q *Queue) Close() {
 	}
 	if q.rc != nil {
 		_ = q.rc.Close()
+	}
+	if q.stopClock != nil {
+		close(q.stopClock)
+		q.stopClock = nil
 	}
 	if q.mini != nil {
 		q.mini.Close()

@@ -188,3 +188,31 @@ func TestProcessBatch(t *testing.T) {
 		t.Errorf("calls %v: want each id run twice (the first run and the retry of the one task)", calls)
 	}
 }
+
+// TestEmbeddedTTLsRunWithTheClock: keys with a TTL in the in-process
+// Redis (asynq's leases and unique locks) expire as time passes, as they
+// do on a real Redis.
+func TestEmbeddedTTLsRunWithTheClock(t *testing.T) {
+	q := openQueue(t, "")
+	ctx := context.Background()
+	if err := q.Redis().Set(ctx, "lease", "1", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := q.Redis().Exists(ctx, "lease").Result(); n != 1 {
+		t.Fatal("the key is gone at once")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		n, err := q.Redis().Exists(ctx, "lease").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a key with a 300 ms TTL still exists after 3 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -30,6 +30,19 @@ type conn struct {
 	pg     bool
 	cipher hub.Cipher
 	now    func() time.Time
+	// stmts counts the statements sent through this conn (and, for a
+	// database's conn, the BEGIN, COMMIT and ROLLBACK of its transactions).
+	stmts counter
+}
+
+// counter is what conn needs of a Prometheus counter.
+type counter interface{ Inc() }
+
+// count adds one statement to the conn's counter.
+func (c *conn) count() {
+	if c.stmts != nil {
+		c.stmts.Inc()
+	}
 }
 
 // scanner is a *sql.Rows or anything else that scans one row.
@@ -38,6 +51,7 @@ type scanner interface {
 }
 
 func (c *conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	c.count()
 	r, err := c.q.ExecContext(ctx, c.rebind(query), args...)
 	return r, c.classify(err)
 }
@@ -53,6 +67,7 @@ func (c *conn) execN(ctx context.Context, query string, args ...any) (int64, err
 }
 
 func (c *conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	c.count()
 	rows, err := c.q.QueryContext(ctx, c.rebind(query), args...)
 	return rows, c.classify(err)
 }

@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/metrics"
 )
 
 // Dialect names returned by DB.Dialect.
@@ -137,7 +138,7 @@ func openSQLite(ctx context.Context, cfg Config, path string) (*DB, error) {
 func newDB(sdb *sql.DB, dialect string, cipher hub.Cipher) *DB {
 	return &DB{
 		db:      sdb,
-		c:       &conn{q: sdb, pg: dialect == DialectPostgres, cipher: cipher, now: time.Now},
+		c:       &conn{q: sdb, pg: dialect == DialectPostgres, cipher: cipher, now: time.Now, stmts: metrics.SQLStatements(dialect)},
 		dialect: dialect,
 	}
 }
@@ -168,21 +169,25 @@ func (db *DB) InTx(ctx context.Context, fn func(tx hub.Tx) error) error {
 }
 
 func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	db.c.count() // BEGIN
 	stx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", db.c.classify(err))
 	}
-	tx := &Tx{c: &conn{q: stx, pg: db.c.pg, cipher: db.c.cipher, now: db.c.now}}
+	tx := &Tx{c: &conn{q: stx, pg: db.c.pg, cipher: db.c.cipher, now: db.c.now, stmts: db.c.stmts}}
 	defer func() {
 		if p := recover(); p != nil {
+			db.c.count() // ROLLBACK
 			_ = stx.Rollback()
 			panic(p)
 		}
 	}()
 	if err := fn(tx); err != nil {
+		db.c.count() // ROLLBACK
 		_ = stx.Rollback()
 		return err
 	}
+	db.c.count() // COMMIT
 	if err := stx.Commit(); err != nil {
 		return fmt.Errorf("committing transaction: %w", db.c.classify(err))
 	}
