@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/metrics"
 )
 
 // EventTypes is the outbound event catalog.
@@ -50,6 +51,39 @@ type APIConfig struct {
 	// PingTimeout bounds a ping's attempt, made while the caller waits.
 	// Zero means 60 seconds.
 	PingTimeout time.Duration
+	// Breakers reports the circuit breaker state of the endpoints this
+	// process has delivered to (Dispatcher.BreakerStates); optional.
+	Breakers func() map[string]int
+}
+
+// endpointWithBreaker is an endpoint as the API shows it: with its circuit
+// breaker's state in this process ("closed", "half_open" or "open";
+// "closed" for an endpoint it has not delivered to).
+type endpointWithBreaker struct {
+	*hub.Endpoint
+	Breaker string `json:"breaker"`
+}
+
+func (a *api) views(eps []*hub.Endpoint) []endpointWithBreaker {
+	var states map[string]int
+	if a.breakers != nil {
+		states = a.breakers()
+	}
+	out := make([]endpointWithBreaker, len(eps))
+	for i, ep := range eps {
+		out[i] = endpointWithBreaker{Endpoint: ep, Breaker: breakerName(states[ep.ID])}
+	}
+	return out
+}
+
+func breakerName(state int) string {
+	switch state {
+	case metrics.BreakerHalfOpen:
+		return "half_open"
+	case metrics.BreakerOpen:
+		return "open"
+	}
+	return "closed"
 }
 
 // Mount adds the endpoint, delivery and event routes to g. The caller has
@@ -78,7 +112,7 @@ func Mount(g *echo.Group, st OperatorStore, cfg APIConfig) {
 	if cfg.PingTimeout == 0 {
 		cfg.PingTimeout = 60 * time.Second
 	}
-	a := &api{st: st, q: cfg.Queue, deliver: cfg.Deliver, now: cfg.Now, pingTimeout: cfg.PingTimeout}
+	a := &api{st: st, q: cfg.Queue, deliver: cfg.Deliver, now: cfg.Now, pingTimeout: cfg.PingTimeout, breakers: cfg.Breakers}
 	// Partner keys manage their own partner's endpoints, as a partner
 	// portal does: adminOrOwner lets them through to endpoints of their
 	// partner only.
@@ -107,6 +141,7 @@ type api struct {
 	deliver     func(ctx context.Context, deliveryID string, attempt int) error
 	now         func() time.Time
 	pingTimeout time.Duration
+	breakers    func() map[string]int
 }
 
 // createdEndpoint is the answer to a creation or a rotation: the only time
@@ -519,7 +554,8 @@ func (a *api) listEndpoints(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, hub.NewList(eps, p, func(e *hub.Endpoint) string { return e.ID }))
+		l := hub.NewList(eps, p, func(e *hub.Endpoint) string { return e.ID })
+		return c.JSON(http.StatusOK, hub.List[endpointWithBreaker]{Data: a.views(l.Data), NextCursor: l.NextCursor})
 	}
 	// A partner sees its own endpoints: the program's pages are read
 	// until this page is full.
@@ -540,7 +576,8 @@ func (a *api) listEndpoints(c echo.Context) error {
 		}
 		scan.Cursor = eps[len(eps)-1].ID
 	}
-	return c.JSON(http.StatusOK, hub.NewList(own, p, func(e *hub.Endpoint) string { return e.ID }))
+	l := hub.NewList(own, p, func(e *hub.Endpoint) string { return e.ID })
+	return c.JSON(http.StatusOK, hub.List[endpointWithBreaker]{Data: a.views(l.Data), NextCursor: l.NextCursor})
 }
 
 func (a *api) getEndpoint(c echo.Context) error {
@@ -552,7 +589,7 @@ func (a *api) getEndpoint(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, ep)
+	return c.JSON(http.StatusOK, a.views([]*hub.Endpoint{ep})[0])
 }
 
 func (a *api) listEvents(c echo.Context) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -113,9 +114,10 @@ func newAPIServer(t *testing.T) *apiServer {
 	t.Cleanup(s.disp.Close)
 	s.e.HTTPErrorHandler = hub.ErrorHandler
 	outbound.Mount(s.e.Group("/api/v1", hub.Auth(st)), st, outbound.APIConfig{
-		Queue:   s.q,
-		Deliver: s.disp.Deliver,
-		Now:     s.clock.Now,
+		Queue:    s.q,
+		Deliver:  s.disp.Deliver,
+		Now:      s.clock.Now,
+		Breakers: s.disp.BreakerStates,
 	})
 	return s
 }
@@ -917,4 +919,36 @@ func TestPartnerScopeIsolation(t *testing.T) {
 			t.Errorf("status %d, want 422 on endpoint_id: %s", code, raw)
 		}
 	})
+}
+
+// TestEndpointShowsBreakerState: the endpoint API shows its circuit
+// breaker's state: closed at first, open once attempts keep failing.
+func TestEndpointShowsBreakerState(t *testing.T) {
+	s := newAPIServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String() + "/hook"
+	ln.Close() // connections are refused from now on
+	id, _ := s.createEndpoint(t, `{"url":"`+dead+`"}`)
+	var ep map[string]any
+	s.decode(t, hub.RoleViewer, "GET", "/api/v1/endpoints/"+id, "", 200, &ep)
+	if ep["breaker"] != "closed" {
+		t.Fatalf("new endpoint breaker = %v, want closed", ep["breaker"])
+	}
+	for range 8 {
+		s.do(t, hub.RoleOps, "POST", "/api/v1/endpoints/"+id+"/ping", "")
+	}
+	s.decode(t, hub.RoleViewer, "GET", "/api/v1/endpoints/"+id, "", 200, &ep)
+	if ep["breaker"] != "open" {
+		t.Errorf("after 8 refused attempts breaker = %v, want open", ep["breaker"])
+	}
+	var l struct {
+		Data []map[string]any `json:"data"`
+	}
+	s.decode(t, hub.RoleViewer, "GET", "/api/v1/endpoints", "", 200, &l)
+	if len(l.Data) != 1 || l.Data[0]["breaker"] != "open" || l.Data[0]["url"] != dead {
+		t.Errorf("endpoint list = %v, want the endpoint with breaker open", l.Data)
+	}
 }

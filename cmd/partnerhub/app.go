@@ -148,7 +148,7 @@ func (a *App) open(ctx context.Context) error {
 		hub.NewAPI(hub.APIConfig{PublicURL: cfg.PublicURL, Providers: reg.Providers(), SetupSteps: connectors.SetupSteps}, a.DB).Mount(g)
 		a.Links.MountAPI(g)
 		connectors.MountTrigger(g, e, a.DB, connectors.TriggerConfig{Logger: a.log})
-		outbound.Mount(g, a.DB, outbound.APIConfig{Queue: a.Queue, Deliver: a.Outbound.Deliver})
+		outbound.Mount(g, a.DB, outbound.APIConfig{Queue: a.Queue, Deliver: a.Outbound.Deliver, Breakers: a.Outbound.BreakerStates})
 		hub.MountPayouts(g, a.Service)
 		hub.MountOverrides(g, a.Service)
 		hub.MountReviews(g, a.Service)

@@ -84,6 +84,9 @@ type endpoint struct {
 	FailingSince   *time.Time `json:"failing_since"`
 	CreatedAt      time.Time  `json:"created_at"`
 	Secret         string     `json:"secret"`
+	// Breaker is the circuit breaker's state in the serving process:
+	// closed, half_open or open.
+	Breaker string `json:"breaker"`
 }
 
 type partner struct {
