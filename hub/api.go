@@ -56,6 +56,7 @@ func (a *API) Mount(g *echo.Group) {
 	g.GET("/commissions/summary", a.commissionSummary, StaffOrPartner)
 	g.GET("/inbound-events", a.listInbound, Staff)
 	g.GET("/audit-log", a.listAudit, Staff)
+	g.GET("/me", a.me, StaffOrPartner)
 	g.POST("/api-keys", a.createKey, AdminOnly)
 	g.GET("/api-keys", a.listKeys, AdminOnly)
 	g.GET("/api-keys/:id", a.getKey, AdminOnly)

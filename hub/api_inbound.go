@@ -127,7 +127,11 @@ func (s *Service) Reprocess(ctx context.Context, programID, id string) (before, 
 func (s *Service) enqueueProcess(ctx context.Context, id string) bool {
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EnqueueTimeout)
 	defer cancel()
-	if err := s.q.EnqueueProcess(qctx, id); err != nil {
+	enqueue := s.q.EnqueueProcess
+	if r, ok := s.q.(Requeuer); ok {
+		enqueue = r.EnqueueProcessAgain
+	}
+	if err := enqueue(qctx, id); err != nil {
 		s.log.WarnContext(ctx, "queue unavailable; the sweeper will enqueue the event", "event_id", id, "error", err)
 		return false
 	}

@@ -253,3 +253,37 @@ func (a *API) patchSource(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, a.view(s))
 }
+
+// programRef names a program.
+type programRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// whoAmI is the answer of GET /me.
+type whoAmI struct {
+	Key     *APIKey    `json:"key"`
+	Program programRef `json:"program"`
+	// Partner is the partner a partner key speaks for.
+	Partner *Partner `json:"partner,omitempty"`
+}
+
+// me tells a caller which key it uses: its role, its program and, for a
+// partner key, its partner, so that clients (the dashboard) show what
+// the role allows.
+func (a *API) me(c echo.Context) error {
+	k := Caller(c)
+	ctx := c.Request().Context()
+	out := whoAmI{Key: k}
+	p, err := a.st.GetProgram(ctx, k.ProgramID)
+	if err != nil {
+		return err
+	}
+	out.Program = programRef{ID: p.ID, Name: p.Name}
+	if k.Role == RolePartner {
+		if out.Partner, err = a.st.GetPartner(ctx, k.ProgramID, k.PartnerID); err != nil {
+			return err
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}

@@ -25,6 +25,13 @@ type BatchInserter interface {
 	InsertInboundEvents(ctx context.Context, evs []*InboundEvent) ([]*InboundEvent, []bool, error)
 }
 
+// Requeuer is a Queue that can queue an event processed before for
+// processing again: under a task id of its own, since the task that
+// processed it may still be finishing under the usual one.
+type Requeuer interface {
+	EnqueueProcessAgain(ctx context.Context, id string) error
+}
+
 // BatchEnqueuer is a Queue that queues the processing of several inbound
 // events as one task.
 type BatchEnqueuer interface {

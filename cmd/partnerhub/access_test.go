@@ -58,6 +58,7 @@ var routePolicy = map[string][]string{
 	"POST /api/v1/sources/:id/trigger":          rolesAdmin,
 	"GET /api/v1/audit-log":                     rolesStaff,
 	"POST /api/v1/api-keys":                     rolesAdmin,
+	"GET /api/v1/me":                            rolesStaffOrPartner,
 	"GET /api/v1/api-keys":                      rolesAdmin,
 	"GET /api/v1/api-keys/:id":                  rolesAdmin,
 	"DELETE /api/v1/api-keys/:id":               rolesAdmin,
@@ -248,6 +249,20 @@ func TestPartnerKeySeesOnlyItsOwn(t *testing.T) {
 	}
 
 	pk := h.keys[hub.RolePartner]
+	// GET /me: the key says who it is, and a partner key its partner.
+	st, b, _ := h.call(pk, "GET", "/api/v1/me", nil)
+	var me struct {
+		Key     map[string]any `json:"key"`
+		Program map[string]any `json:"program"`
+		Partner map[string]any `json:"partner"`
+	}
+	if err := json.Unmarshal(b, &me); st != 200 || err != nil || me.Key["role"] != "partner" || me.Partner["code"] != "alice" ||
+		me.Program["id"] != hub.DefaultProgramID || strings.Contains(string(b), pk) {
+		t.Errorf("GET /me as alice: %d %s", st, b)
+	}
+	if st, b, _ := h.call(testAdminKey, "GET", "/api/v1/me", nil); st != 200 || !strings.Contains(string(b), `"role":"admin"`) || strings.Contains(string(b), `"partner"`) {
+		t.Errorf("GET /me as admin: %d %s", st, b)
+	}
 	for _, path := range []string{"/api/v1/conversions", "/api/v1/commissions", "/api/v1/conversions?partner_id=" + h.bobID} {
 		st, b, _ := h.call(pk, "GET", path, nil)
 		var l hub.List[map[string]any]
@@ -267,7 +282,7 @@ func TestPartnerKeySeesOnlyItsOwn(t *testing.T) {
 	if st, b, _ := h.call(pk, "GET", "/api/v1/partners/"+h.bobID, nil); st != 404 {
 		t.Errorf("bob's partner record as alice: %d %s, want 404", st, b)
 	}
-	st, b, _ := h.call(pk, "GET", "/api/v1/commissions/summary", nil)
+	st, b, _ = h.call(pk, "GET", "/api/v1/commissions/summary", nil)
 	if st != 200 || !strings.Contains(string(b), `"net_minor":400`) {
 		// 10 % default of 1000 + 3000 on alice's two sales.
 		t.Errorf("summary as alice: %d %s, want net 400", st, b)

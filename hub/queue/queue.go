@@ -189,6 +189,16 @@ func (q *Queue) EnqueueProcess(ctx context.Context, inboundID string) error {
 		asynq.MaxRetry(20), asynq.Timeout(time.Minute))
 }
 
+// EnqueueProcessAgain queues hub:process for an inbound event made due
+// again (reprocessing), under a fresh task id: the task that processed it
+// before may still be finishing under "process:<id>", and an enqueue that
+// collided with it would be taken as done.
+func (q *Queue) EnqueueProcessAgain(ctx context.Context, inboundID string) error {
+	b, _ := json.Marshal(idPayload{ID: inboundID})
+	return q.enqueue(ctx, asynq.NewTask(hub.TaskProcess, b), "process:"+inboundID+":"+hub.NewID("again"),
+		asynq.MaxRetry(20), asynq.Timeout(time.Minute))
+}
+
 // batchPayload is the payload of hub:process-batch.
 type batchPayload struct {
 	IDs []string `json:"ids"`

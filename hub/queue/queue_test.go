@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +215,34 @@ func TestEmbeddedTTLsRunWithTheClock(t *testing.T) {
 			t.Fatal("a key with a 300 ms TTL still exists after 3 s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestProcessAgainIsItsOwnTask: queueing an event again for reprocessing
+// is not swallowed by a task of the same event still queued or running.
+func TestProcessAgainIsItsOwnTask(t *testing.T) {
+	q := openQueue(t, os.Getenv("REDIS_URL"))
+	ctx := context.Background()
+	if err := q.EnqueueProcess(ctx, "inb_r"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnqueueProcessAgain(ctx, "inb_r"); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int32
+	err := q.StartWorker(queue.Handlers{
+		Process: func(context.Context, string) error { runs.Add(1); return nil },
+		Deliver: func(context.Context, string, int) error { return nil },
+		Sweep:   func(context.Context) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runs.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("Process ran %d times, want 2 (the first task and the requeue)", n)
 	}
 }

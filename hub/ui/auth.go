@@ -1,8 +1,8 @@
 package ui
 
 import (
+	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -58,56 +58,40 @@ type loginError string
 
 func (e loginError) Error() string { return string(e) }
 
-// identify finds the role of key from what the API lets it read: the
-// program is staff-only, API keys admin-only, and retrying a delivery is
-// for ops and admins (a retry of a delivery that does not exist changes
-// nothing: the API answers 404 to ops and 403 to viewers).
+// identify asks the API who key is (GET /me): its role and, for a
+// partner key, its partner.
 func (u *UI) identify(c echo.Context, key string) (*session, error) {
-	r := u.call(c, key, http.MethodGet, "/program", nil, nil)
+	var me struct {
+		Key struct {
+			Role string `json:"role"`
+		} `json:"key"`
+		Partner *partner `json:"partner"`
+	}
+	r := u.call(c, key, http.MethodGet, "/me", nil, nil)
 	switch {
 	case r.Status == http.StatusUnauthorized:
 		return nil, loginError("That API key is not valid (or was revoked).")
-	case r.Status == http.StatusForbidden:
-		return u.identifyPartner(c, key)
 	case r.Status != http.StatusOK:
 		return nil, loginError("The hub could not check the key: " + problemOf(r).Error())
 	}
-	if u.call(c, key, http.MethodGet, "/api-keys", url.Values{"limit": {"1"}}, nil).Status == http.StatusOK {
-		return &session{key: key, role: roleAdmin}, nil
+	if err := json.Unmarshal(r.Body, &me); err != nil {
+		return nil, loginError("The hub's answer about the key could not be read.")
 	}
-	if u.call(c, key, http.MethodPost, "/deliveries/dlv_role_probe/retry", nil, nil).Status == http.StatusForbidden {
-		return &session{key: key, role: roleViewer}, nil
-	}
-	return &session{key: key, role: roleOps}, nil
-}
-
-// identifyPartner finds the partner of a partner key from the first of
-// its own rows the API shows it.
-func (u *UI) identifyPartner(c echo.Context, key string) (*session, error) {
-	s := &session{key: key, role: rolePartner}
-	var rep report
-	if err := u.do(c, s, http.MethodGet, "/reports/partners", nil, nil, &rep); err != nil {
-		return nil, loginError("This key may not use the dashboard: " + err.Error())
-	}
-	if len(rep.Data) > 0 {
-		s.partnerID = rep.Data[0].PartnerID
-	}
-	for _, path := range []string{"/conversions", "/clicks", "/endpoints"} {
-		if s.partnerID != "" {
-			break
+	s := &session{key: key}
+	switch me.Key.Role {
+	case "admin":
+		s.role = roleAdmin
+	case "ops":
+		s.role = roleOps
+	case "viewer":
+		s.role = roleViewer
+	case "partner":
+		s.role = rolePartner
+		if me.Partner != nil {
+			s.partnerID, s.partnerCode, s.partnerName = me.Partner.ID, me.Partner.Code, me.Partner.Name
 		}
-		var l list[struct {
-			PartnerID string `json:"partner_id"`
-		}]
-		if u.do(c, s, http.MethodGet, path, url.Values{"limit": {"1"}}, nil, &l) == nil && len(l.Data) > 0 {
-			s.partnerID = l.Data[0].PartnerID
-		}
-	}
-	if s.partnerID != "" {
-		var p partner
-		if u.do(c, s, http.MethodGet, "/partners/"+url.PathEscape(s.partnerID), nil, nil, &p) == nil {
-			s.partnerCode, s.partnerName = p.Code, p.Name
-		}
+	default:
+		return nil, loginError("This key's role may not use the dashboard.")
 	}
 	return s, nil
 }
