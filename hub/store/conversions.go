@@ -34,13 +34,18 @@ func (tx *Tx) FindConversion(ctx context.Context, programID, provider string, ke
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("finding conversion: no keys: %w", hub.ErrNotFound)
 	}
-	args := []any{programID, provider}
+	// One probe of the primary key per alias: a plan that always uses the
+	// whole key, even before the table has statistics (an IN list let
+	// PostgreSQL scan every alias of the program while the table grew
+	// faster than ANALYZE ran).
+	var probes []string
+	var args []any
 	for _, k := range keys {
-		args = append(args, k)
+		probes = append(probes, `SELECT conversion_id FROM conversion_keys WHERE program_id = ? AND provider = ? AND key = ?`)
+		args = append(args, programID, provider, k)
 	}
 	c, err := scanOne(ctx, tx.c, `SELECT `+conversionCols+` FROM conversions WHERE id = (
-			SELECT conversion_id FROM conversion_keys
-			WHERE program_id = ? AND provider = ? AND key IN (`+placeholders(len(keys))+`)
+			SELECT conversion_id FROM (`+strings.Join(probes, " UNION ALL ")+`) AS aliases
 			ORDER BY conversion_id LIMIT 1)`+tx.c.forUpdate(), args, scanConversion)
 	if err != nil {
 		return nil, fmt.Errorf("finding conversion by keys %v: %w", keys, err)

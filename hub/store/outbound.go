@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -39,17 +40,13 @@ func (tx *Tx) InsertEvent(ctx context.Context, e *hub.Event) ([]*hub.Delivery, e
 	if err != nil {
 		return nil, fmt.Errorf("inserting event %s: %w", e.ID, err)
 	}
-	eps, err := list(ctx, tx.c, `SELECT id, event_types, partner_id, enabled, settings FROM endpoints
-		WHERE program_id = ? AND enabled = ? ORDER BY id`, []any{e.ProgramID, true},
-		func(s scanner) (*hub.Endpoint, error) {
-			var ep hub.Endpoint
-			err := s.Scan(&ep.ID, jsonCol{&ep.EventTypes}, strCol{&ep.PartnerID}, &ep.Enabled, jsonCol{&ep.EndpointSettings})
-			return &ep, err
-		})
+	eps, err := tx.enabledEndpoints(ctx, e.ProgramID)
 	if err != nil {
 		return nil, fmt.Errorf("inserting event %s: listing endpoints: %w", e.ID, err)
 	}
 	var out []*hub.Delivery
+	var q strings.Builder
+	var args []any
 	for _, ep := range eps {
 		if !ep.Accepts(e.Type, e.PartnerID) {
 			continue
@@ -66,16 +63,46 @@ func (tx *Tx) InsertEvent(ctx context.Context, e *hub.Event) ([]*hub.Delivery, e
 			CreatedAt:     now,
 			UpdatedAt:     now,
 		}
-		_, err := tx.c.exec(ctx, `INSERT INTO deliveries (`+deliveryCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
-			tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt))
-		if err != nil {
-			return nil, fmt.Errorf("inserting event %s: delivery to %s: %w", e.ID, ep.ID, err)
+		if len(out) == 0 {
+			q.WriteString(`INSERT INTO deliveries (` + deliveryCols + `) VALUES `)
+		} else {
+			q.WriteString(", ")
 		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
+			tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt))
 		out = append(out, d)
 	}
+	if len(out) > 0 {
+		// One statement for the event's deliveries to every endpoint.
+		if _, err := tx.c.exec(ctx, q.String(), args...); err != nil {
+			return nil, fmt.Errorf("inserting event %s: %d deliveries: %w", e.ID, len(out), err)
+		}
+	}
 	return out, nil
+}
+
+// enabledEndpoints lists a program's enabled endpoints, once per
+// transaction.
+func (tx *Tx) enabledEndpoints(ctx context.Context, programID string) ([]*hub.Endpoint, error) {
+	if eps, ok := tx.endpoints[programID]; ok {
+		return eps, nil
+	}
+	eps, err := list(ctx, tx.c, `SELECT id, event_types, partner_id, enabled, settings FROM endpoints
+		WHERE program_id = ? AND enabled = ? ORDER BY id`, []any{programID, true},
+		func(s scanner) (*hub.Endpoint, error) {
+			var ep hub.Endpoint
+			err := s.Scan(&ep.ID, jsonCol{&ep.EventTypes}, strCol{&ep.PartnerID}, &ep.Enabled, jsonCol{&ep.EndpointSettings})
+			return &ep, err
+		})
+	if err != nil {
+		return nil, err
+	}
+	if tx.endpoints == nil {
+		tx.endpoints = map[string][]*hub.Endpoint{}
+	}
+	tx.endpoints[programID] = eps
+	return eps, nil
 }
 
 // ListEvents lists a program's outbound events, newest first.

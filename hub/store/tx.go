@@ -17,11 +17,28 @@ import (
 // DB.InTx). It is not safe for concurrent use.
 type Tx struct {
 	c *conn
+	// What a transaction reads more than once, read once: programs, and
+	// the enabled endpoints events fan out to, by program.
+	programs  map[string]*hub.Program
+	endpoints map[string][]*hub.Endpoint
 }
 
-// GetProgram returns a program.
+// GetProgram returns a program (a copy: it is read once per transaction).
 func (tx *Tx) GetProgram(ctx context.Context, id string) (*hub.Program, error) {
-	return tx.c.getProgram(ctx, id)
+	if p, ok := tx.programs[id]; ok {
+		cp := *p
+		return &cp, nil
+	}
+	p, err := tx.c.getProgram(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if tx.programs == nil {
+		tx.programs = map[string]*hub.Program{}
+	}
+	cp := *p
+	tx.programs[id] = &cp
+	return p, nil
 }
 
 // LockKeys takes a transaction-scoped advisory lock per key on PostgreSQL,
