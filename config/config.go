@@ -111,6 +111,11 @@ type Config struct {
 	// (PARTNERHUB_RAW_RETENTION, a Go duration such as 720h or a number of
 	// days such as 90d; at least 1h). Zero means 90 days.
 	RawRetention time.Duration
+	// RetrySchedule is the delay before each delivery attempt: the first
+	// goes out at once (0), then one attempt after each further delay
+	// (PARTNERHUB_RETRY_SCHEDULE, comma-separated Go durations, such as
+	// "0,5s,5m,30m,2h,5h,10h,10h"). Nil means that default.
+	RetrySchedule []time.Duration
 	// QueueName is the asynq queue this deployment uses, so several
 	// deployments can share one Redis (PARTNERHUB_QUEUE). Zero means
 	// "partnerhub".
@@ -170,6 +175,7 @@ var settings = []setting{
 	{env: "PARTNERHUB_SWEEP_INTERVAL", key: "sweep_interval", parse: parseSweep},
 	{env: "PARTNERHUB_RECONCILE_INTERVAL", key: "reconcile_interval", parse: parseReconcile},
 	{env: "PARTNERHUB_RAW_RETENTION", key: "raw_retention", parse: parseRawRetention},
+	{env: "PARTNERHUB_RETRY_SCHEDULE", key: "retry_schedule", list: true, parse: parseRetrySchedule},
 	{env: "PARTNERHUB_QUEUE", key: "queue", parse: func(c *Config, v string) error { c.QueueName = v; return nil }},
 	{env: "PARTNERHUB_ROLES", key: "roles", list: true, parse: parseRoles},
 }
@@ -546,6 +552,28 @@ func parseRawRetention(c *Config, v string) error {
 		return bad
 	}
 	c.RawRetention = d
+	return nil
+}
+
+// parseRetrySchedule reads the delivery retry schedule: 1 to 20 Go
+// durations, the first 0 (the first attempt goes out at once), none
+// negative or over a week.
+func parseRetrySchedule(c *Config, v string) error {
+	var out []time.Duration
+	for _, s := range splitList(v) {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > 7*24*time.Hour {
+			return fmt.Errorf("items must be Go durations from 0 to 168h such as 5m: %q", s)
+		}
+		out = append(out, d)
+	}
+	switch {
+	case len(out) == 0 || len(out) > 20:
+		return fmt.Errorf("must list 1 to 20 delays, such as 0,5s,5m,30m,2h,5h,10h,10h: %q", v)
+	case out[0] != 0:
+		return fmt.Errorf("must start with 0 (the first attempt goes out at once): %q", v)
+	}
+	c.RetrySchedule = out
 	return nil
 }
 

@@ -60,6 +60,13 @@ func TestLoad(t *testing.T) {
 			want: func(c *Config) {},
 		},
 		{
+			name: "retry schedule",
+			env:  map[string]string{"PARTNERHUB_RETRY_SCHEDULE": "0, 1s,30s ,5m"},
+			want: func(c *Config) {
+				c.RetrySchedule = []time.Duration{0, time.Second, 30 * time.Second, 5 * time.Minute}
+			},
+		},
+		{
 			name: "public url follows the port of addr",
 			env:  map[string]string{"PARTNERHUB_ADDR": "127.0.0.1:9000"},
 			want: func(c *Config) {
@@ -466,5 +473,22 @@ func TestValidateRawRetention(t *testing.T) {
 	var ve *ValidationError
 	if !errors.As(err, &ve) || len(ve.Problems) != 1 || !strings.HasPrefix(ve.Problems[0], "PARTNERHUB_RAW_RETENTION: must be at least 1h") {
 		t.Fatalf("Validate with a 30m retention = %v, want one PARTNERHUB_RAW_RETENTION problem", err)
+	}
+}
+
+// TestRetryScheduleInvalid: a retry schedule that would not start at once,
+// has no attempt, a negative or week-long delay, or a bad item is refused
+// by name.
+func TestRetryScheduleInvalid(t *testing.T) {
+	for _, v := range []string{"5s,1m", ",", "0,-1s", "0,200h", "0,soon", "0" + strings.Repeat(",1s", 20)} {
+		_, err := Load("", func(k string) string {
+			if k == "PARTNERHUB_RETRY_SCHEDULE" {
+				return v
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), "PARTNERHUB_RETRY_SCHEDULE") {
+			t.Errorf("PARTNERHUB_RETRY_SCHEDULE=%q: error %v, want one naming the variable", v, err)
+		}
 	}
 }

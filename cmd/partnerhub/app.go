@@ -110,7 +110,8 @@ func (a *App) open(ctx context.Context) error {
 		return err
 	}
 	a.Outbound, err = outbound.New(outbound.Config{
-		Client: client,
+		Client:   client,
+		Schedule: cfg.RetrySchedule,
 	}, a.DB, a.Queue)
 	if err != nil {
 		return err
