@@ -118,7 +118,7 @@ func secretsMatch(src *hub.Source, mac func(secret string) []byte, sigs [][]byte
 // "t=…,v1=…" or Paddle's "ts=…;h1=…".
 type signatureHeader struct {
 	name, sep, tsKey, sigKey string
-	// trim allows spaces around keys and values.
+	// trim allows spaces and tabs around keys and values.
 	trim bool
 }
 
@@ -135,7 +135,9 @@ func (f signatureHeader) parse(header string) (int64, [][]byte, error) {
 		sigs   [][]byte
 	)
 	for _, part := range strings.Split(header, f.sep) {
-		part = strings.TrimSpace(part)
+		// Only spaces and tabs separate items; other whitespace is part of
+		// a key or value (and makes it unknown or malformed).
+		part = strings.Trim(part, " \t")
 		if part == "" {
 			continue
 		}
@@ -144,7 +146,7 @@ func (f signatureHeader) parse(header string) (int64, [][]byte, error) {
 			return 0, nil, errors.New("malformed " + f.name + " header")
 		}
 		if f.trim {
-			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			k, v = strings.Trim(k, " \t"), strings.Trim(v, " \t")
 		}
 		switch k {
 		case f.tsKey:
