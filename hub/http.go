@@ -182,26 +182,21 @@ func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
 				return Errorf(EUNAUTHORIZED, "missing bearer API key")
 			}
 			hash := HashKey(strings.TrimSpace(tok))
-			for _, k := range static {
-				if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hash)) == 1 {
-					c.Set(callerKey, k)
-					if err := validParams(c); err != nil {
-						return err
-					}
-					return next(c)
+			k := staticKey(static, hash)
+			if k == nil {
+				var err error
+				k, err = st.FindAPIKey(c.Request().Context(), hash)
+				if errors.Is(err, ErrNotFound) {
+					c.Response().Header().Set("WWW-Authenticate", `Bearer realm="partnerhub"`)
+					return Errorf(EUNAUTHORIZED, "invalid API key")
 				}
-			}
-			k, err := st.FindAPIKey(c.Request().Context(), hash)
-			if errors.Is(err, ErrNotFound) {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="partnerhub"`)
-				return Errorf(EUNAUTHORIZED, "invalid API key")
-			}
-			if err != nil {
-				return err
-			}
-			if k.RevokedAt != nil {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="partnerhub", error="invalid_token"`)
-				return Errorf(EUNAUTHORIZED, "API key %s… was revoked", k.Prefix)
+				if err != nil {
+					return err
+				}
+				if k.RevokedAt != nil {
+					c.Response().Header().Set("WWW-Authenticate", `Bearer realm="partnerhub", error="invalid_token"`)
+					return Errorf(EUNAUTHORIZED, "API key %s… was revoked", k.Prefix)
+				}
 			}
 			c.Set(callerKey, k)
 			if err := validParams(c); err != nil {
@@ -210,6 +205,16 @@ func Auth(st Store, static ...*APIKey) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// staticKey returns the static key whose hash is hash, or nil.
+func staticKey(static []*APIKey, hash string) *APIKey {
+	for _, k := range static {
+		if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hash)) == 1 {
+			return k
+		}
+	}
+	return nil
 }
 
 // validParams refuses path parameters that cannot name anything (ids and

@@ -197,14 +197,8 @@ func newDeliveriesListCmd(c *apiClient) *cobra.Command {
 					q.Set(k, v)
 				}
 			}
-			for k, v := range map[string]string{"since": since, "until": until} {
-				t, err := parseSince(v, time.Now())
-				if err != nil {
-					return fmt.Errorf("--%s: %w", k, err)
-				}
-				if t != "" {
-					q.Set(k, t)
-				}
+			if err := setTimes(q, since, until); err != nil {
+				return err
 			}
 			q.Set("limit", strconv.Itoa(limit))
 			var l hub.List[*hub.Delivery]
@@ -286,14 +280,12 @@ Deliveries to disabled endpoints are not retried: enable the endpoint first.`,
 			if endpoint == "" && since == "" {
 				return errors.New("give a delivery id, or --endpoint and/or --since for a bulk retry")
 			}
-			body := map[string]string{"endpoint_id": endpoint, "event_type": eventType, "status": status}
-			for k, v := range map[string]string{"since": since, "until": until} {
-				t, err := parseSince(v, time.Now())
-				if err != nil {
-					return fmt.Errorf("--%s: %w", k, err)
-				}
-				body[k] = t
+			times := url.Values{}
+			if err := setTimes(times, since, until); err != nil {
+				return err
 			}
+			body := map[string]string{"endpoint_id": endpoint, "event_type": eventType, "status": status,
+				"since": times.Get("since"), "until": times.Get("until")}
 			var out struct {
 				Requeued int `json:"requeued"`
 			}

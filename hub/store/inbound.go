@@ -15,44 +15,11 @@ import (
 // otherwise) and whether this call inserted it. ID, ProgramID (the default
 // program), Status (received) and ReceivedAt are filled when empty.
 func (db *DB) InsertInboundEvent(ctx context.Context, ev *hub.InboundEvent) (*hub.InboundEvent, bool, error) {
-	if ev.ID == "" {
-		ev.ID = hub.NewID("inb")
-	}
-	ev.ProgramID = defaultProgram(ev.ProgramID)
-	if ev.Status == "" {
-		ev.Status = hub.InboundReceived
-	}
-	if ev.ReceivedAt.IsZero() {
-		ev.ReceivedAt = db.c.nowUTC()
-	}
-	ev.ReceivedAt = normTime(ev.ReceivedAt)
-	ev.ProcessedAt = normTimePtr(ev.ProcessedAt)
-	headers, err := jsonText(ev.Headers)
+	stored, inserted, err := db.InsertInboundEvents(ctx, []*hub.InboundEvent{ev})
 	if err != nil {
-		return nil, false, fmt.Errorf("storing inbound event %s: %w", ev.DedupeKey, err)
+		return nil, false, err
 	}
-	body := ev.Body
-	if body == nil {
-		body = []byte{}
-	}
-	n, err := db.c.execN(ctx, `INSERT INTO inbound_events
-		(id, program_id, source_id, provider, dedupe_key, event_type, headers, body, status, attempts, last_error, received_at, processed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (source_id, dedupe_key) DO NOTHING`,
-		ev.ID, ev.ProgramID, ev.SourceID, ev.Provider, ev.DedupeKey, ev.EventType, headers, body,
-		ev.Status, ev.Attempts, ev.LastError, db.c.ts(ev.ReceivedAt), db.c.nullTS(ev.ProcessedAt))
-	if err != nil {
-		return nil, false, fmt.Errorf("storing inbound event %s: %w", ev.DedupeKey, err)
-	}
-	if n == 1 {
-		return ev, true, nil
-	}
-	old, err := scanOne(ctx, db.c, `SELECT `+inboundCols+` FROM inbound_events WHERE source_id = ? AND dedupe_key = ?`,
-		[]any{ev.SourceID, ev.DedupeKey}, scanInbound)
-	if err != nil {
-		return nil, false, fmt.Errorf("reading duplicate inbound event %s: %w", ev.DedupeKey, err)
-	}
-	return old, false, nil
+	return stored[0], inserted[0], nil
 }
 
 // maxInboundBatch bounds the rows of one multi-row insert (13 parameters
