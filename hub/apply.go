@@ -173,7 +173,7 @@ func (a *applier) link(ctx context.Context, l *LinkFact) error {
 	if err != nil || len(joined) == 0 {
 		return err
 	}
-	if _, err := a.settle(ctx, conv, false); err != nil {
+	if _, err := a.settle(ctx, conv, false, nil); err != nil {
 		return err
 	}
 	return a.emitJoined(ctx, conv, joined)
@@ -191,6 +191,24 @@ func (a *applier) redact(ctx context.Context, r *RedactFact) error {
 		}
 	}
 	return a.tx.RedactInbound(ctx, a.ev.ID)
+}
+
+// paymentKeys returns the keys of the payment the event's fact is about,
+// the ones its application locks (none for a redaction).
+func (n *Normalized) paymentKeys() []string {
+	switch {
+	case n.Snapshot != nil:
+		return uniqueKeys(n.Snapshot.Keys)
+	case n.Payment != nil:
+		return uniqueKeys(n.Payment.Keys)
+	case n.Refund != nil:
+		return uniqueKeys(n.Refund.Keys)
+	case n.Link != nil:
+		return uniqueKeys(n.Link.Keys)
+	case n.Dispute != nil:
+		return uniqueKeys(n.Dispute.Keys)
+	}
+	return nil
 }
 
 func uniqueKeys(keys []string) []string {
@@ -278,7 +296,7 @@ func (a *applier) payment(ctx context.Context, p *Payment) error {
 			return err
 		}
 	}
-	if _, err := a.settle(ctx, conv, created); err != nil {
+	if _, err := a.settle(ctx, conv, created, joined); err != nil {
 		return err
 	}
 	return a.emitJoined(ctx, conv, joined)
@@ -474,7 +492,7 @@ func (a *applier) refund(ctx context.Context, r *Refund, eventType string) error
 	if !changed && len(joined) == 0 {
 		return nil
 	}
-	moved, err := a.settle(ctx, conv, false)
+	moved, err := a.settle(ctx, conv, false, nil)
 	if err != nil {
 		return err
 	}
@@ -546,21 +564,35 @@ func refundTotals(c *Conversion, rs []*Refund) (amount, base int64) {
 // ledger to their cumulative targets. Each entry books the difference
 // between a target and what is booked, under a key unique per commission,
 // so replays book nothing. It reports whether refunded totals moved.
-func (a *applier) settle(ctx context.Context, c *Conversion, created bool) (bool, error) {
-	rs, err := a.tx.ConversionRefunds(ctx, c.ID)
-	if err != nil {
-		return false, fmt.Errorf("listing conversion refunds: %w", err)
+//
+// created says this event inserted c, with everything but its refunded
+// totals: it has no commission yet, and when no parked refund joined it
+// (joined is empty), no refunds either: nothing to read or update.
+func (a *applier) settle(ctx context.Context, c *Conversion, created bool, joined []*Refund) (bool, error) {
+	bare := created && len(joined) == 0
+	var rs []*Refund
+	if !bare {
+		var err error
+		if rs, err = a.tx.ConversionRefunds(ctx, c.ID); err != nil {
+			return false, fmt.Errorf("listing conversion refunds: %w", err)
+		}
 	}
 	amount, base := refundTotals(c, rs)
 	moved := amount != c.RefundedMinor || base != c.RefundedBaseMinor
 	c.RefundedMinor, c.RefundedBaseMinor = amount, base
-	if err := a.tx.UpdateConversion(ctx, c); err != nil {
-		return false, fmt.Errorf("updating conversion: %w", err)
+	if !bare || moved {
+		if err := a.tx.UpdateConversion(ctx, c); err != nil {
+			return false, fmt.Errorf("updating conversion: %w", err)
+		}
 	}
 	if c.PartnerID == "" {
 		return moved, nil
 	}
-	com, err := a.tx.GetCommission(ctx, c.ID)
+	var com *Commission
+	var err error = ErrNotFound
+	if !created {
+		com, err = a.tx.GetCommission(ctx, c.ID)
+	}
 	newCommission := false
 	switch {
 	case errors.Is(err, ErrNotFound):

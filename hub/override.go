@@ -80,7 +80,7 @@ func (s *Service) Reattribute(ctx context.Context, programID, conversionID, part
 		// The reason stays "manual" even when no one is credited, so later
 		// events of the conversion do not attribute it again.
 		conv.PartnerID, conv.AttributedBy = partnerID, ReasonManual
-		if _, err := a.settle(ctx, conv, false); err != nil {
+		if _, err := a.settle(ctx, conv, false, nil); err != nil {
 			return err
 		}
 		deliveries, out = a.deliveries, conv

@@ -102,93 +102,170 @@ func (s *Service) Ingest(ctx context.Context, src *Source, rc Receipt, body []by
 // be normalized end as failed events instead.
 func (s *Service) Process(ctx context.Context, inboundID string) (err error) {
 	defer metrics.ObserveProcess(time.Now(), &err)
-	ev, err := s.st.GetInboundEvent(ctx, inboundID)
-	if errors.Is(err, ErrNotFound) {
+	return s.processOne(ctx, inboundID)
+}
+
+// ProcessBatch applies several inbound events, the hub:process-batch job.
+// It applies them together in one transaction, which writes each kind of
+// row in one statement for all of them; if that fails (one event waits
+// for its payment, cannot be parsed, or the database errs), nothing of it
+// is kept and every event is processed on its own, as Process does.
+func (s *Service) ProcessBatch(ctx context.Context, ids []string) error {
+	if len(ids) > 1 {
+		start := time.Now()
+		ds, err := s.applyInbound(ctx, ids)
+		if err == nil {
+			for range ids {
+				metrics.ObserveProcess(start, &err)
+			}
+			s.enqueueDeliveries(ctx, ds)
+			return nil
+		}
+		s.log.DebugContext(ctx, "batch not applied together; applying its events one by one", "events", len(ids), "error", err)
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := s.Process(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// processOne applies one inbound event and sorts out its failure: an
+// event that cannot be applied as it is ends failed; a transient error is
+// counted on the event and returned, for the job to be retried.
+func (s *Service) processOne(ctx context.Context, id string) error {
+	ds, err := s.applyInbound(ctx, []string{id})
+	switch {
+	case err == nil:
+		s.enqueueDeliveries(ctx, ds)
+		return nil
+	case errors.Is(err, ErrAlreadyFinished):
+		return nil
+	case errors.Is(err, ErrUnparsable):
+		ferr := s.st.InTx(ctx, func(tx Tx) error {
+			evs, cerr := tx.ClaimInbound(ctx, []string{id})
+			if cerr != nil || len(evs) == 0 {
+				return cerr
+			}
+			return tx.FinishInbound(ctx, id, InboundFailed, err.Error(), s.cfg.Now().UTC())
+		})
+		if ferr != nil {
+			return fmt.Errorf("recording the failure of inbound event %s: %w", id, ferr)
+		}
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("loading inbound event %s: %w", inboundID, err)
+	if merr := s.st.MarkInboundAttempt(ctx, id, err.Error()); merr != nil && !errors.Is(merr, ErrNotFound) {
+		s.log.WarnContext(ctx, "recording processing failure", "event_id", id, "error", merr)
 	}
-	if ev.Status != InboundReceived {
-		return nil
-	}
-	src, err := s.st.GetSource(ctx, ev.SourceID)
-	if err != nil {
-		return fmt.Errorf("loading source %s: %w", ev.SourceID, err)
-	}
-	var subject, customerRef string
-	finish := func(status, msg string) error {
-		err := s.st.InTx(ctx, func(tx Tx) error {
-			if subject != "" || customerRef != "" {
-				if err := tx.TagInbound(ctx, ev.ID, subject, customerRef); err != nil {
+	return fmt.Errorf("applying inbound event %s: %w", id, err)
+}
+
+// inboundItem is one claimed inbound event on its way through applyInbound.
+type inboundItem struct {
+	ev  *InboundEvent
+	src *Source
+	n   *Normalized
+}
+
+// applyInbound applies the received events among ids in one transaction,
+// in id (arrival) order, and returns the deliveries it created. Events
+// already finished are skipped. Events that cannot be normalized, or that
+// gave up after maxProcessAttempts, end failed; ignored ones end ignored.
+// The payments of all events are locked before any is applied.
+func (s *Service) applyInbound(ctx context.Context, ids []string) ([]*Delivery, error) {
+	var deliveries []*Delivery
+	err := s.st.InTx(ctx, func(tx Tx) error {
+		deliveries = deliveries[:0]
+		evs, err := tx.ClaimInbound(ctx, ids)
+		if err != nil {
+			return err
+		}
+		now := s.cfg.Now().UTC()
+		sources := map[string]*Source{}
+		var items []inboundItem
+		var locks []KeySet
+		for _, ev := range evs {
+			src, ok := sources[ev.SourceID]
+			if !ok {
+				if src, err = tx.GetSource(ctx, ev.SourceID); err != nil {
+					return fmt.Errorf("loading source %s: %w", ev.SourceID, err)
+				}
+				sources[ev.SourceID] = src
+			}
+			n, status, msg := s.normalize(ctx, src, ev)
+			if status != "" {
+				if n != nil && (n.Subject != "" || n.CustomerRef != "") {
+					if err := tx.TagInbound(ctx, ev.ID, n.Subject, n.CustomerRef); err != nil {
+						return err
+					}
+				}
+				if err := tx.FinishInbound(ctx, ev.ID, status, msg, now); err != nil {
+					return err
+				}
+				continue
+			}
+			items = append(items, inboundItem{ev: ev, src: src, n: n})
+			if keys := n.paymentKeys(); len(keys) > 0 {
+				locks = append(locks, KeySet{ProgramID: src.ProgramID, Provider: src.Provider, Keys: keys})
+			}
+		}
+		if err := tx.LockKeySets(ctx, locks); err != nil {
+			return err
+		}
+		for _, it := range items {
+			rt := &resultTx{Tx: tx}
+			a := &applier{s: s, tx: rt, src: it.src, ev: it.ev, n: it.n}
+			if err := a.apply(ctx); err != nil {
+				return err
+			}
+			if err := rt.record(ctx, it.ev.ID); err != nil {
+				return err
+			}
+			deliveries = append(deliveries, a.deliveries...)
+			status, msg := InboundProcessed, ""
+			if a.ignored != "" {
+				status, msg = InboundIgnored, a.ignored
+			}
+			if it.n.Subject != "" || it.n.CustomerRef != "" {
+				if err := tx.TagInbound(ctx, it.ev.ID, it.n.Subject, it.n.CustomerRef); err != nil {
 					return err
 				}
 			}
-			return tx.FinishInbound(ctx, ev.ID, status, msg, s.cfg.Now().UTC())
-		})
-		if errors.Is(err, ErrAlreadyFinished) {
-			return nil
+			if err := tx.FinishInbound(ctx, it.ev.ID, status, msg, now); err != nil {
+				return err
+			}
 		}
-		return err
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return deliveries, nil
+}
+
+// normalize turns a claimed event into facts. A non-empty status means
+// the event is settled without applying anything: failed (attempts
+// exhausted, no connector, not normalizable) or ignored, with msg saying
+// why; n is returned when normalization succeeded.
+func (s *Service) normalize(ctx context.Context, src *Source, ev *InboundEvent) (n *Normalized, status, msg string) {
 	if ev.Attempts >= maxProcessAttempts {
-		return finish(InboundFailed, "gave up after "+strconv.Itoa(ev.Attempts)+" attempts: "+ev.LastError)
+		return nil, InboundFailed, "gave up after " + strconv.Itoa(ev.Attempts) + " attempts: " + ev.LastError
 	}
 	norm, ok := s.cfg.Normalizer(src.Provider)
 	if !ok {
-		return finish(InboundFailed, "no connector for provider "+src.Provider)
+		return nil, InboundFailed, "no connector for provider " + src.Provider
 	}
 	n, err := norm.Normalize(src, ev)
 	if err != nil {
 		s.log.WarnContext(ctx, "inbound event not normalized", "event_id", ev.ID, "provider", src.Provider, "error", err)
-		return finish(InboundFailed, err.Error())
+		return nil, InboundFailed, err.Error()
 	}
-	subject, customerRef = n.Subject, n.CustomerRef
 	if n.Ignored != "" {
-		return finish(InboundIgnored, n.Ignored)
+		return n, InboundIgnored, n.Ignored
 	}
-	var deliveries []*Delivery
-	err = s.st.InTx(ctx, func(tx Tx) error {
-		rt := &resultTx{Tx: tx}
-		a := &applier{s: s, tx: rt, src: src, ev: ev, n: n}
-		if err := a.apply(ctx); err != nil {
-			return err
-		}
-		if err := rt.record(ctx, ev.ID); err != nil {
-			return err
-		}
-		deliveries = a.deliveries
-		status, msg := InboundProcessed, ""
-		if a.ignored != "" {
-			status, msg = InboundIgnored, a.ignored
-		}
-		if subject != "" || customerRef != "" {
-			if err := tx.TagInbound(ctx, ev.ID, subject, customerRef); err != nil {
-				return err
-			}
-		}
-		return tx.FinishInbound(ctx, ev.ID, status, msg, s.cfg.Now().UTC())
-	})
-	if errors.Is(err, ErrAlreadyFinished) {
-		return nil
-	}
-	if errors.Is(err, ErrUnparsable) {
-		subject, customerRef = "", ""
-		return finish(InboundFailed, err.Error())
-	}
-	if err != nil {
-		if merr := s.st.MarkInboundAttempt(ctx, ev.ID, err.Error()); merr != nil {
-			s.log.WarnContext(ctx, "recording processing failure", "event_id", ev.ID, "error", merr)
-		}
-		return fmt.Errorf("applying inbound event %s: %w", ev.ID, err)
-	}
-	now := s.cfg.Now()
-	for _, d := range deliveries {
-		if err := s.q.EnqueueDelivery(ctx, d.ID, 1, now); err != nil {
-			s.log.WarnContext(ctx, "queue unavailable; the sweeper will enqueue the delivery", "delivery_id", d.ID, "error", err)
-		}
-	}
-	return nil
+	return n, "", ""
 }
 
 // Sweep enqueues inbound events and deliveries whose rows say they are due

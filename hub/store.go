@@ -133,9 +133,26 @@ type Store interface {
 	ListAudit(ctx context.Context, programID string, p Page) ([]*AuditEntry, error)
 }
 
-// Tx is the transaction in which one inbound event is applied.
+// KeySet names the payment keys of one provider in one program.
+type KeySet struct {
+	ProgramID, Provider string
+	Keys                []string
+}
+
+// Tx is the transaction in which inbound events are applied. Outbound
+// events, their deliveries, inbound results and the final state of
+// claimed inbound events are written when it commits; nothing in the
+// transaction reads them back.
 type Tx interface {
 	GetProgram(ctx context.Context, id string) (*Program, error)
+	GetSource(ctx context.Context, id string) (*Source, error)
+	// ClaimInbound returns those of ids that are still received, with
+	// their bodies, in id order, locked until the transaction ends. Every
+	// claimed event must be finished (FinishInbound) in the transaction.
+	ClaimInbound(ctx context.Context, ids []string) ([]*InboundEvent, error)
+	// LockKeySets does what LockKeys does for several payments at once,
+	// in one sorted order, skipping locks already held.
+	LockKeySets(ctx context.Context, sets []KeySet) error
 	// LockKeys serializes transactions on the payment named by keys: it
 	// takes transaction-scoped locks on (program, provider, key) for every
 	// key, in sorted order (pg_advisory_xact_lock on PostgreSQL; SQLite's

@@ -227,12 +227,13 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 		if err := a.Queue.StartWorker(queue.Handlers{
-			Process:   a.Service.Process,
-			Deliver:   a.Outbound.Deliver,
-			Sweep:     a.Service.Sweep,
-			Reconcile: a.Service.Reconcile,
-			Approve:   a.Service.Approve,
-			Retention: retention.Job,
+			Process:      a.Service.Process,
+			ProcessBatch: a.Service.ProcessBatch,
+			Deliver:      a.Outbound.Deliver,
+			Sweep:        a.Service.Sweep,
+			Reconcile:    a.Service.Reconcile,
+			Approve:      a.Service.Approve,
+			Retention:    retention.Job,
 		}); err != nil {
 			return fmt.Errorf("starting worker: %w", err)
 		}

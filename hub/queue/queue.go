@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,9 +206,8 @@ type batchPayload struct {
 }
 
 // EnqueueProcessBatch queues hub:process for several inbound events as one
-// task, which processes them concurrently. Each event stays its own: a
-// task that fails is retried whole, and events already processed are
-// skipped.
+// task, which applies them together (Handlers.ProcessBatch). A task that
+// fails is retried whole, and events already processed are skipped.
 func (q *Queue) EnqueueProcessBatch(ctx context.Context, ids []string) error {
 	if len(ids) == 1 {
 		return q.EnqueueProcess(ctx, ids[0])
@@ -215,6 +215,49 @@ func (q *Queue) EnqueueProcessBatch(ctx context.Context, ids []string) error {
 	b, _ := json.Marshal(batchPayload{IDs: ids})
 	return q.enqueue(ctx, asynq.NewTask(hub.TaskProcessBatch, b), "process-batch:"+ids[0]+":"+strconv.Itoa(len(ids)),
 		asynq.MaxRetry(20), asynq.Timeout(2*time.Minute))
+}
+
+// EnqueueDeliveries queues the first attempt of several deliveries, due
+// now, as one outbound:deliver-batch task, which runs Handlers.Deliver for
+// each (deliverBatchWorkers at once). Each delivery stays its own: its
+// retries are queued one by one, and a task retried whole skips the
+// attempts recorded already.
+func (q *Queue) EnqueueDeliveries(ctx context.Context, ids []string) error {
+	if len(ids) == 1 {
+		return q.EnqueueDelivery(ctx, ids[0], 1, time.Time{})
+	}
+	b, _ := json.Marshal(batchPayload{IDs: ids})
+	return q.enqueue(ctx, asynq.NewTask(hub.TaskDeliverBatch, b), "deliver-batch:"+ids[0]+":"+strconv.Itoa(len(ids)),
+		asynq.MaxRetry(10), asynq.Timeout(2*time.Minute))
+}
+
+// deliverBatchWorkers bounds the deliveries of one outbound:deliver-batch
+// task sent at once.
+const deliverBatchWorkers = 32
+
+// deliverBatch runs the first attempt of every delivery of ids,
+// deliverBatchWorkers at a time, and reports the failures.
+func deliverBatch(ctx context.Context, ids []string, deliver func(context.Context, string, int) error) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, deliverBatchWorkers)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := deliver(ctx, id, 1); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // oncePer runs a periodic job at most once per period, however many
@@ -237,27 +280,30 @@ func (q *Queue) oncePer(task string, period time.Duration, run func(context.Cont
 	}
 }
 
-// batchWorkers bounds the events of one hub:process-batch task processed
-// at once.
-const batchWorkers = 8
+// A hub:process-batch task is applied in chunks of at most batchChunk
+// events (one transaction each), batchWorkers chunks at once.
+const (
+	batchChunk   = 32
+	batchWorkers = 4
+)
 
-// processBatch runs process for every id, batchWorkers at a time, and
+// processBatch runs apply over ids in chunks, batchWorkers at a time, and
 // reports the failures.
-func processBatch(ctx context.Context, ids []string, process func(context.Context, string) error) error {
+func processBatch(ctx context.Context, ids []string, apply func(context.Context, []string) error) error {
 	var (
 		mu   sync.Mutex
 		errs []error
 		wg   sync.WaitGroup
 	)
 	sem := make(chan struct{}, batchWorkers)
-	for _, id := range ids {
+	for chunk := range slices.Chunk(ids, batchChunk) {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := process(ctx, id); err != nil {
+			if err := apply(ctx, chunk); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", id, err))
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()
@@ -309,8 +355,11 @@ func (q *Queue) EnqueueDelivery(ctx context.Context, deliveryID string, attempt 
 // Handlers are the functions the worker runs.
 type Handlers struct {
 	Process func(ctx context.Context, inboundID string) error
-	Deliver func(ctx context.Context, deliveryID string, attempt int) error
-	Sweep   func(ctx context.Context) error
+	// ProcessBatch applies several inbound events together; optional (by
+	// default each is given to Process).
+	ProcessBatch func(ctx context.Context, ids []string) error
+	Deliver      func(ctx context.Context, deliveryID string, attempt int) error
+	Sweep        func(ctx context.Context) error
 	// Reconcile is optional.
 	Reconcile func(ctx context.Context) error
 	// Approve is the hub:approve job; optional.
@@ -335,7 +384,19 @@ func (q *Queue) StartWorker(h Handlers) error {
 		if err := json.Unmarshal(t.Payload(), &p); err != nil {
 			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
 		}
-		return processBatch(ctx, p.IDs, h.Process)
+		apply := h.ProcessBatch
+		if apply == nil {
+			apply = func(ctx context.Context, ids []string) error {
+				var errs []error
+				for _, id := range ids {
+					if err := h.Process(ctx, id); err != nil {
+						errs = append(errs, fmt.Errorf("%s: %w", id, err))
+					}
+				}
+				return errors.Join(errs...)
+			}
+		}
+		return processBatch(ctx, p.IDs, apply)
 	})
 	mux.HandleFunc(hub.TaskDeliver, func(ctx context.Context, t *asynq.Task) error {
 		var p idPayload
@@ -343,6 +404,13 @@ func (q *Queue) StartWorker(h Handlers) error {
 			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
 		}
 		return h.Deliver(ctx, p.ID, p.Attempt)
+	})
+	mux.HandleFunc(hub.TaskDeliverBatch, func(ctx context.Context, t *asynq.Task) error {
+		var p batchPayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil {
+			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
+		}
+		return deliverBatch(ctx, p.IDs, h.Deliver)
 	})
 	mux.HandleFunc(hub.TaskSweep, q.oncePer(hub.TaskSweep, q.cfg.SweepEvery, h.Sweep))
 	if h.Reconcile != nil {

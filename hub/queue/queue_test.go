@@ -164,8 +164,9 @@ func TestProcessBatch(t *testing.T) {
 				failedOnce = true
 				return errors.New("database unavailable")
 			}
+			was := len(ok)
 			ok[id] = true
-			if len(ok) == len(ids) {
+			if len(ok) == len(ids) && was < len(ids) {
 				close(all)
 			}
 			return nil

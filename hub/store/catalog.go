@@ -203,14 +203,29 @@ func (db *DB) UpdatePartner(ctx context.Context, p *hub.Partner) error {
 	return nil
 }
 
-// GetPartner returns a partner inside the transaction.
+// GetPartner returns a partner inside the transaction (a copy: a partner
+// is read once per transaction).
 func (tx *Tx) GetPartner(ctx context.Context, programID, id string) (*hub.Partner, error) {
+	if p, ok := tx.partners[programID+"|"+id]; ok {
+		cp := *p
+		return &cp, nil
+	}
 	p, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners WHERE program_id = ? AND id = ?`,
 		[]any{programID, id}, scanPartner)
 	if err != nil {
 		return nil, fmt.Errorf("getting partner %s: %w", id, err)
 	}
+	tx.keepPartner(p)
 	return p, nil
+}
+
+// keepPartner remembers a copy of p for the rest of the transaction.
+func (tx *Tx) keepPartner(p *hub.Partner) {
+	if tx.partners == nil {
+		tx.partners = map[string]*hub.Partner{}
+	}
+	cp := *p
+	tx.partners[p.ProgramID+"|"+p.ID] = &cp
 }
 
 // GetPartner returns a partner of the program.
@@ -241,6 +256,7 @@ func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*h
 	if err != nil {
 		return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
 	}
+	tx.keepPartner(p)
 	return p, nil
 }
 

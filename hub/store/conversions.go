@@ -84,26 +84,47 @@ func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 	if err != nil {
 		return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
 	}
-	now := tx.c.ts(tx.c.nowUTC())
-	for i, k := range c.Keys {
-		_, err := tx.c.exec(ctx, `INSERT INTO conversion_keys (program_id, provider, key, conversion_id, position, created_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, c.ProgramID, c.Provider, k, c.ID, i, now)
-		if isConflict(err) {
-			err = fmt.Errorf("%w: %w", hub.Errorf(hub.ECONFLICT, "key %q already names another conversion", k), err)
+	// One statement for the aliases and one for the lines. A key that
+	// names another conversion already is not inserted, and not returned.
+	if len(c.Keys) > 0 {
+		now := tx.c.ts(tx.c.nowUTC())
+		args := make([]any, 0, 6*len(c.Keys))
+		for i, k := range c.Keys {
+			args = append(args, c.ProgramID, c.Provider, k, c.ID, i, now)
 		}
+		added, err := list(ctx, tx.c, `INSERT INTO conversion_keys (program_id, provider, key, conversion_id, position, created_at)
+			VALUES `+rows(len(c.Keys), 6)+` ON CONFLICT DO NOTHING RETURNING key`, args, func(s scanner) (string, error) {
+			var k string
+			return k, s.Scan(&k)
+		})
 		if err != nil {
 			return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
 		}
+		for _, k := range c.Keys {
+			if !contains(added, k) {
+				return fmt.Errorf("inserting conversion %s: %w", c.ID, hub.Errorf(hub.ECONFLICT, "key %q already names another conversion", k))
+			}
+		}
 	}
-	for i, l := range c.Lines {
-		_, err := tx.c.exec(ctx, `INSERT INTO conversion_lines
+	if len(c.Lines) > 0 {
+		args := make([]any, 0, 7*len(c.Lines))
+		for i, l := range c.Lines {
+			args = append(args, c.ID, i, c.ProgramID, l.ProductID, l.PriceID, l.Quantity, l.AmountMinor)
+		}
+		if _, err := tx.c.exec(ctx, `INSERT INTO conversion_lines
 			(conversion_id, position, program_id, product_id, price_id, quantity, amount_minor)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, c.ID, i, c.ProgramID, l.ProductID, l.PriceID, l.Quantity, l.AmountMinor)
-		if err != nil {
+			VALUES `+rows(len(c.Lines), 7), args...); err != nil {
 			return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
 		}
 	}
 	return nil
+}
+
+// rows returns n groups of cols placeholders, "(?, ?), (?, ?)", for a
+// multi-row VALUES list.
+func rows(n, cols int) string {
+	row := "(" + placeholders(cols) + ")"
+	return strings.Repeat(row+", ", n-1) + row
 }
 
 // UpdateConversion saves c's mutable fields: customer, subscription, hints,

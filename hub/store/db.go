@@ -98,8 +98,11 @@ func openPostgres(cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
+	// Every open connection may stay idle: closing one that a burst
+	// opened costs a PostgreSQL backend's exit, and the next burst a
+	// fork and a cold catalog cache. Idle ones close after five minutes.
 	sdb.SetMaxOpenConns(20)
-	sdb.SetMaxIdleConns(10)
+	sdb.SetMaxIdleConns(20)
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
 	return newDB(sdb, DialectPostgres, cfg.Cipher), nil
 }
@@ -182,7 +185,11 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			panic(p)
 		}
 	}()
-	if err := fn(tx); err != nil {
+	err = fn(tx)
+	if err == nil {
+		err = tx.flush(ctx)
+	}
+	if err != nil {
 		db.c.count() // ROLLBACK
 		_ = stx.Rollback()
 		return err

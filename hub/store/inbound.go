@@ -202,19 +202,14 @@ func (db *DB) InboundDue(ctx context.Context, before time.Time, limit int) ([]st
 }
 
 // RecordInboundResults records the conversions and refunds an inbound
-// event created or changed. Results already recorded (a reprocessed event)
-// are kept.
+// event created or changed, when the transaction commits. Results already
+// recorded (a reprocessed event) are kept.
 func (tx *Tx) RecordInboundResults(ctx context.Context, id string, conversionIDs, refundIDs []string) error {
-	for _, r := range []struct {
-		kind string
-		ids  []string
-	}{{hub.ResultConversion, conversionIDs}, {hub.ResultRefund, refundIDs}} {
-		for _, rid := range r.ids {
-			if _, err := tx.c.exec(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)
-				VALUES (?, ?, ?) ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, id, r.kind, rid); err != nil {
-				return fmt.Errorf("recording results of inbound event %s: %w", id, err)
-			}
-		}
+	for _, rid := range conversionIDs {
+		tx.later.results = append(tx.later.results, inboundResult{id, hub.ResultConversion, rid})
+	}
+	for _, rid := range refundIDs {
+		tx.later.results = append(tx.later.results, inboundResult{id, hub.ResultRefund, rid})
 	}
 	return nil
 }

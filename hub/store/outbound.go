@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -19,9 +18,9 @@ func scanEvent(r scanner) (*hub.Event, error) {
 
 // InsertEvent stores an outbound event and one pending delivery, due now,
 // for every enabled endpoint of the program that accepts it
-// (hub.Endpoint.Accepts). It returns the deliveries. ID, ProgramID (the
-// default program) and CreatedAt are filled when empty; empty Data is
-// stored as {}.
+// (hub.Endpoint.Accepts), when the transaction commits. It returns the
+// deliveries. ID, ProgramID (the default program) and CreatedAt are filled
+// when empty; empty Data is stored as {}.
 func (tx *Tx) InsertEvent(ctx context.Context, e *hub.Event) ([]*hub.Delivery, error) {
 	if e.ID == "" {
 		e.ID = hub.NewID("evt")
@@ -35,24 +34,17 @@ func (tx *Tx) InsertEvent(ctx context.Context, e *hub.Event) ([]*hub.Delivery, e
 	if len(e.Data) == 0 {
 		e.Data = []byte("{}")
 	}
-	_, err := tx.c.exec(ctx, `INSERT INTO events (`+eventCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
-		e.ID, e.ProgramID, e.Type, nullStr(e.PartnerID), string(e.Data), tx.c.ts(e.CreatedAt))
-	if err != nil {
-		return nil, fmt.Errorf("inserting event %s: %w", e.ID, err)
-	}
 	eps, err := tx.enabledEndpoints(ctx, e.ProgramID)
 	if err != nil {
 		return nil, fmt.Errorf("inserting event %s: listing endpoints: %w", e.ID, err)
 	}
 	var out []*hub.Delivery
-	var q strings.Builder
-	var args []any
 	for _, ep := range eps {
 		if !ep.Accepts(e.Type, e.PartnerID) {
 			continue
 		}
 		due := now
-		d := &hub.Delivery{
+		out = append(out, &hub.Delivery{
 			ID:            hub.NewID("dlv"),
 			ProgramID:     e.ProgramID,
 			EventID:       e.ID,
@@ -62,23 +54,10 @@ func (tx *Tx) InsertEvent(ctx context.Context, e *hub.Event) ([]*hub.Delivery, e
 			NextAttemptAt: &due,
 			CreatedAt:     now,
 			UpdatedAt:     now,
-		}
-		if len(out) == 0 {
-			q.WriteString(`INSERT INTO deliveries (` + deliveryCols + `) VALUES `)
-		} else {
-			q.WriteString(", ")
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-		args = append(args, d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
-			tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt))
-		out = append(out, d)
+		})
 	}
-	if len(out) > 0 {
-		// One statement for the event's deliveries to every endpoint.
-		if _, err := tx.c.exec(ctx, q.String(), args...); err != nil {
-			return nil, fmt.Errorf("inserting event %s: %d deliveries: %w", e.ID, len(out), err)
-		}
-	}
+	tx.later.events = append(tx.later.events, e)
+	tx.later.deliveries = append(tx.later.deliveries, out...)
 	return out, nil
 }
 

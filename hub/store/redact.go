@@ -10,6 +10,10 @@ var redactedBody = []byte(`{"redacted":true}`)
 
 // TagInbound records the payment and customer an inbound event is about.
 func (tx *Tx) TagInbound(ctx context.Context, id, subject, customerRef string) error {
+	if c := tx.claimOf(id); c != nil {
+		c.tagged, c.subject, c.customer = true, subject, customerRef
+		return nil
+	}
 	if _, err := tx.c.exec(ctx, "UPDATE inbound_events SET subject = ?, customer_ref = ? WHERE id = ?", subject, customerRef, id); err != nil {
 		return fmt.Errorf("tagging inbound event %s: %w", id, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -59,9 +60,21 @@ func (db *DB) ListRules(ctx context.Context, programID string) ([]*hub.Rule, err
 	return listRules(ctx, db.c, programID)
 }
 
-// ListRules lists a program's rules inside the transaction.
+// ListRules lists a program's rules inside the transaction, read once
+// per transaction.
 func (tx *Tx) ListRules(ctx context.Context, programID string) ([]*hub.Rule, error) {
-	return listRules(ctx, tx.c, programID)
+	if rs, ok := tx.rules[programID]; ok {
+		return slices.Clone(rs), nil
+	}
+	rs, err := listRules(ctx, tx.c, programID)
+	if err != nil {
+		return nil, err
+	}
+	if tx.rules == nil {
+		tx.rules = map[string][]*hub.Rule{}
+	}
+	tx.rules[programID] = rs
+	return slices.Clone(rs), nil
 }
 
 // DeleteRule removes a rule; commissions keep the terms they were given.

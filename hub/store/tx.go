@@ -17,10 +17,17 @@ import (
 // DB.InTx). It is not safe for concurrent use.
 type Tx struct {
 	c *conn
-	// What a transaction reads more than once, read once: programs, and
-	// the enabled endpoints events fan out to, by program.
+	// What a transaction reads more than once, read once: programs, the
+	// enabled endpoints events fan out to and the commission rules, by
+	// program, and partners.
 	programs  map[string]*hub.Program
 	endpoints map[string][]*hub.Endpoint
+	rules     map[string][]*hub.Rule
+	partners  map[string]*hub.Partner // by program|id
+	// held is the advisory locks taken (PostgreSQL): a lock is taken once.
+	held map[int64]bool
+	// later is what is written just before COMMIT.
+	later deferred
 }
 
 // GetProgram returns a program (a copy: it is read once per transaction).
@@ -46,19 +53,40 @@ func (tx *Tx) GetProgram(ctx context.Context, id string) (*hub.Program, error) {
 // run one after the other and never deadlock on each other. On SQLite the
 // single writer serializes transactions already, and LockKeys does nothing.
 func (tx *Tx) LockKeys(ctx context.Context, programID, provider string, keys []string) error {
+	return tx.LockKeySets(ctx, []hub.KeySet{{ProgramID: programID, Provider: provider, Keys: keys}})
+}
+
+// LockKeySets takes the locks of every set at once, in one statement and
+// in ascending order of the lock ids (locks the transaction holds already
+// are skipped), so a transaction that applies several events locks all
+// their payments before touching any.
+func (tx *Tx) LockKeySets(ctx context.Context, sets []hub.KeySet) error {
 	if !tx.c.pg {
 		return nil
 	}
-	ids := make([]int64, 0, len(keys))
-	for _, k := range keys {
-		ids = append(ids, LockID(programID, provider, k))
+	var ids []int64
+	for _, s := range sets {
+		for _, id := range sortedLockIDs(s.ProgramID, s.Provider, s.Keys) {
+			if !tx.held[id] {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	// The sorted subquery feeds the function row by row, in order.
+	if _, err := tx.c.exec(ctx, `SELECT count(pg_advisory_xact_lock(k))
+		FROM (SELECT k FROM unnest(?::bigint[]) AS u (k) ORDER BY k) AS s`, ids); err != nil {
+		return fmt.Errorf("locking conversion keys: %w", err)
+	}
+	if tx.held == nil {
+		tx.held = make(map[int64]bool, len(ids))
+	}
 	for _, id := range ids {
-		if _, err := tx.c.exec(ctx, "SELECT pg_advisory_xact_lock(?)", id); err != nil {
-			return fmt.Errorf("locking conversion keys: %w", err)
-		}
+		tx.held[id] = true
 	}
 	return nil
 }
@@ -73,8 +101,14 @@ func LockID(programID, provider, key string) int64 {
 
 // FinishInbound sets an inbound event's final status, error and processed
 // time. It fails with hub.ErrAlreadyFinished unless the event is still
-// received, so two runs of one event cannot both apply it.
+// received, so two runs of one event cannot both apply it. For an event
+// this transaction claimed (ClaimInbound), the row is locked and received:
+// the state is written with the transaction's other deferred rows.
 func (tx *Tx) FinishInbound(ctx context.Context, id, status, lastErr string, at time.Time) error {
+	if c := tx.claimOf(id); c != nil {
+		c.finished, c.status, c.lastErr, c.processedAt = true, status, lastErr, at
+		return nil
+	}
 	n, err := tx.c.execN(ctx,
 		"UPDATE inbound_events SET status = ?, last_error = ?, processed_at = ? WHERE id = ? AND status = ?",
 		status, lastErr, tx.c.ts(at), id, hub.InboundReceived)

@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/partnerhub/partnerhub/hub"
+)
+
+// A transaction's write-only rows (outbound events and their deliveries,
+// the results of inbound events) and the final state of the inbound events
+// it claimed are not read again before it commits, so the Tx keeps them and
+// writes each kind in one statement just before COMMIT (Tx.flush): a batch
+// of inbound events applied in one transaction costs a handful of
+// statements for all of them instead of several each.
+type deferred struct {
+	events     []*hub.Event
+	deliveries []*hub.Delivery
+	results    []inboundResult
+	// claimed holds the inbound events ClaimInbound returned, by id; their
+	// tags and final states are written by flush.
+	claimed map[string]*claim
+	order   []string
+}
+
+type inboundResult struct{ inbound, kind, id string }
+
+// claim is what a transaction decided for an inbound event it claimed.
+type claim struct {
+	tagged            bool
+	subject, customer string
+	finished          bool
+	status, lastErr   string
+	processedAt       time.Time
+}
+
+// maxRowsPerInsert bounds the rows of one multi-row INSERT, well inside
+// PostgreSQL's 65,535 parameters and SQLite's 32,766.
+const maxRowsPerInsert = 1000
+
+// GetSource returns a source, read in the transaction.
+func (tx *Tx) GetSource(ctx context.Context, id string) (*hub.Source, error) {
+	s, err := scanOne(ctx, tx.c, `SELECT `+sourceCols+` FROM sources WHERE id = ?`, []any{id}, tx.c.scanSource)
+	if err != nil {
+		return nil, fmt.Errorf("getting source %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// ClaimInbound returns those of ids that are still received, with their
+// bodies, in id order, and locks their rows until the transaction ends (on
+// PostgreSQL; SQLite's single writer serializes already): a concurrent
+// claim of the same event waits, then finds it finished. The transaction
+// must finish every event it claims with FinishInbound, or fail.
+func (tx *Tx) ClaimInbound(ctx context.Context, ids []string) ([]*hub.InboundEvent, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	where, args := tx.c.idIn("id", ids)
+	evs, err := list(ctx, tx.c, `SELECT `+inboundCols+` FROM inbound_events WHERE `+where+` AND status = ?
+		ORDER BY id`+tx.c.forUpdate(), append(args, hub.InboundReceived), scanInbound)
+	if err != nil {
+		return nil, fmt.Errorf("claiming %d inbound events: %w", len(ids), err)
+	}
+	if tx.later.claimed == nil {
+		tx.later.claimed = make(map[string]*claim, len(evs))
+	}
+	for _, ev := range evs {
+		if _, ok := tx.later.claimed[ev.ID]; !ok {
+			tx.later.claimed[ev.ID] = &claim{}
+			tx.later.order = append(tx.later.order, ev.ID)
+		}
+	}
+	return evs, nil
+}
+
+// idIn is the condition "col is one of ids" with its arguments: one array
+// parameter on PostgreSQL (one statement text for any count), a list of
+// placeholders on SQLite.
+func (c *conn) idIn(col string, ids []string) (string, []any) {
+	if c.pg {
+		return col + " = ANY(?::text[])", []any{ids}
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return col + " IN (" + placeholders(len(ids)) + ")", args
+}
+
+// flush writes what the transaction deferred. inTx calls it before COMMIT.
+func (tx *Tx) flush(ctx context.Context) error {
+	l := &tx.later
+	if err := tx.flushEvents(ctx, l.events); err != nil {
+		return err
+	}
+	if err := tx.flushDeliveries(ctx, l.deliveries); err != nil {
+		return err
+	}
+	if err := tx.flushResults(ctx, l.results); err != nil {
+		return err
+	}
+	if err := tx.flushClaims(ctx); err != nil {
+		return err
+	}
+	*l = deferred{}
+	return nil
+}
+
+// insertRows runs INSERT head VALUES (…), (…) … tail over rows, at most
+// maxRowsPerInsert rows a statement; row i's values are args(i).
+func (tx *Tx) insertRows(ctx context.Context, head, tail string, n, cols int, args func(i int) []any) error {
+	for start := 0; start < n; start += maxRowsPerInsert {
+		end := min(start+maxRowsPerInsert, n)
+		vals := make([]any, 0, (end-start)*cols)
+		for i := start; i < end; i++ {
+			vals = append(vals, args(i)...)
+		}
+		if _, err := tx.c.exec(ctx, head+" VALUES "+rows(end-start, cols)+tail, vals...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) flushEvents(ctx context.Context, es []*hub.Event) error {
+	err := tx.insertRows(ctx, `INSERT INTO events (`+eventCols+`)`, "", len(es), 6, func(i int) []any {
+		e := es[i]
+		return []any{e.ID, e.ProgramID, e.Type, nullStr(e.PartnerID), string(e.Data), tx.c.ts(e.CreatedAt)}
+	})
+	if err != nil {
+		return fmt.Errorf("inserting %d outbound events: %w", len(es), err)
+	}
+	return nil
+}
+
+func (tx *Tx) flushDeliveries(ctx context.Context, ds []*hub.Delivery) error {
+	err := tx.insertRows(ctx, `INSERT INTO deliveries (`+deliveryCols+`)`, "", len(ds), 11, func(i int) []any {
+		d := ds[i]
+		return []any{d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
+			tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt)}
+	})
+	if err != nil {
+		return fmt.Errorf("inserting %d deliveries: %w", len(ds), err)
+	}
+	return nil
+}
+
+func (tx *Tx) flushResults(ctx context.Context, rs []inboundResult) error {
+	err := tx.insertRows(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)`,
+		` ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, len(rs), 3, func(i int) []any {
+			return []any{rs[i].inbound, rs[i].kind, rs[i].id}
+		})
+	if err != nil {
+		return fmt.Errorf("recording results of inbound events: %w", err)
+	}
+	return nil
+}
+
+// flushClaims writes the tags and final states of the claimed inbound
+// events: one statement on PostgreSQL, one per event on SQLite (where a
+// statement is a function call).
+func (tx *Tx) flushClaims(ctx context.Context) error {
+	l := &tx.later
+	for _, id := range l.order {
+		if !l.claimed[id].finished {
+			return fmt.Errorf("inbound event %s was claimed but not finished", id)
+		}
+	}
+	if len(l.order) == 0 {
+		return nil
+	}
+	if !tx.c.pg {
+		for _, id := range l.order {
+			c := l.claimed[id]
+			q := "UPDATE inbound_events SET status = ?, last_error = ?, processed_at = ?"
+			args := []any{c.status, c.lastErr, tx.c.ts(c.processedAt)}
+			if c.tagged {
+				q += ", subject = ?, customer_ref = ?"
+				args = append(args, c.subject, c.customer)
+			}
+			if _, err := tx.c.exec(ctx, q+" WHERE id = ?", append(args, id)...); err != nil {
+				return fmt.Errorf("finishing inbound event %s: %w", id, err)
+			}
+		}
+		return nil
+	}
+	n := len(l.order)
+	ids, statuses, errs := make([]string, n), make([]string, n), make([]string, n)
+	subjects, customers := make([]*string, n), make([]*string, n)
+	ats := make([]time.Time, n)
+	for i, id := range l.order {
+		c := l.claimed[id]
+		ids[i], statuses[i], errs[i], ats[i] = id, c.status, c.lastErr, normTime(c.processedAt)
+		if c.tagged {
+			subjects[i], customers[i] = &c.subject, &c.customer
+		}
+	}
+	_, err := tx.c.exec(ctx, `UPDATE inbound_events AS i SET status = v.status, last_error = v.last_error,
+		processed_at = v.processed_at, subject = CASE WHEN v.tagged THEN v.subject ELSE i.subject END,
+		customer_ref = CASE WHEN v.tagged THEN v.customer_ref ELSE i.customer_ref END
+		FROM (SELECT *, subject IS NOT NULL AS tagged FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::text[])
+			AS u (id, status, last_error, processed_at, subject, customer_ref)) AS v
+		WHERE i.id = v.id`, ids, statuses, errs, ats, subjects, customers)
+	if err != nil {
+		return fmt.Errorf("finishing %d inbound events: %w", n, err)
+	}
+	return nil
+}
+
+// claimOf returns the claim of an inbound event this transaction claimed,
+// or nil.
+func (tx *Tx) claimOf(id string) *claim {
+	return tx.later.claimed[id]
+}
+
+// sortedLockIDs returns the distinct lock ids of keys, ascending.
+func sortedLockIDs(programID, provider string, keys []string) []int64 {
+	ids := make([]int64, 0, len(keys))
+	for _, k := range keys {
+		ids = append(ids, LockID(programID, provider, k))
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
