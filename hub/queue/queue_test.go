@@ -247,3 +247,65 @@ func TestProcessAgainIsItsOwnTask(t *testing.T) {
 		t.Fatalf("Process ran %d times, want 2 (the first task and the requeue)", n)
 	}
 }
+
+// TestDeliverBatch: an outbound:deliver-batch task runs the first attempt
+// of each of its deliveries; when one fails, the task is retried whole and
+// every delivery is handed over again (Deliver skips attempts recorded
+// already), until each has succeeded. Enqueuing the same batch twice
+// queues one task.
+func TestDeliverBatch(t *testing.T) {
+	q := openQueue(t, os.Getenv("REDIS_URL"))
+	ctx := context.Background()
+	ids := []string{"dlv_a", "dlv_b", "dlv_c"}
+	for range 2 {
+		if err := q.EnqueueDeliveries(ctx, ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	ok := map[string]bool{}
+	failedOnce := false
+	all := make(chan struct{})
+	err := q.StartWorker(queue.Handlers{
+		Process: func(context.Context, string) error { return nil },
+		Deliver: func(_ context.Context, id string, attempt int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if attempt != 1 {
+				t.Errorf("delivery %s handed over as attempt %d, want 1", id, attempt)
+			}
+			calls[id]++
+			if id == "dlv_b" && !failedOnce {
+				failedOnce = true
+				return errors.New("database unavailable")
+			}
+			was := len(ok)
+			ok[id] = true
+			if len(ok) == len(ids) && was < len(ids) {
+				close(all)
+			}
+			return nil
+		},
+		Sweep: func(context.Context) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("after 20 s: calls %v, succeeded %v", calls, ok)
+	}
+	time.Sleep(300 * time.Millisecond) // room for a duplicate task to show up
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if calls[id] != 2 {
+			t.Errorf("calls %v: want each delivery handed over twice (the first run and the retry of the one task)", calls)
+			break
+		}
+	}
+}
