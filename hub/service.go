@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/partnerhub/partnerhub/hub/groupcommit"
 	"github.com/partnerhub/partnerhub/hub/metrics"
 )
 
@@ -47,6 +48,7 @@ type Service struct {
 	q      Queue
 	log    *slog.Logger
 	ingest ingestGroup
+	apply  *groupcommit.Batcher[[]string, error]
 }
 
 // NewService applies defaults and validates cfg.
@@ -68,6 +70,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger}
 	s.ingest.s = s
+	s.apply = &groupcommit.Batcher[[]string, error]{
+		Run: s.applyCalls, Max: maxCoalesced, Runners: applyRunners, Timeout: 2 * time.Minute,
+	}
 	return s, nil
 }
 
@@ -106,30 +111,64 @@ func (s *Service) Process(ctx context.Context, inboundID string) (err error) {
 }
 
 // ProcessBatch applies several inbound events, the hub:process-batch job.
-// It applies them together in one transaction, which writes each kind of
-// row in one statement for all of them; if that fails (one event waits
-// for its payment, cannot be parsed, or the database errs), nothing of it
-// is kept and every event is processed on its own, as Process does.
+// The events of concurrent calls (the worker's tasks) are applied together
+// in one transaction, which writes each kind of row in one statement for
+// all of them. If that fails, each call's events are tried together on
+// their own, and if that fails too (one event waits for its payment,
+// cannot be parsed, or the database errs), every event is processed on its
+// own as Process does: one bad event never holds back the others.
 func (s *Service) ProcessBatch(ctx context.Context, ids []string) error {
-	if len(ids) > 1 {
-		start := time.Now()
-		ds, err := s.applyInbound(ctx, ids)
-		if err == nil {
-			for range ids {
-				metrics.ObserveProcess(start, &err)
+	return s.apply.Do(ctx, ids)
+}
+
+// Processing coalesces up to maxCoalesced calls of ProcessBatch in one
+// transaction, with up to applyRunners transactions at once.
+const (
+	maxCoalesced = 8
+	applyRunners = 2
+)
+
+// applyCalls is the groupcommit Run of ProcessBatch.
+func (s *Service) applyCalls(ctx context.Context, calls [][]string) []error {
+	out := make([]error, len(calls))
+	if len(calls) > 1 {
+		var all []string
+		for _, ids := range calls {
+			all = append(all, ids...)
+		}
+		if s.applyTogether(ctx, all) == nil {
+			return out
+		}
+	}
+	for i, ids := range calls {
+		if len(ids) > 1 && s.applyTogether(ctx, ids) == nil {
+			continue
+		}
+		var errs []error
+		for _, id := range ids {
+			if err := s.Process(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", id, err))
 			}
-			s.enqueueDeliveries(ctx, ds)
-			return nil
 		}
-		s.log.DebugContext(ctx, "batch not applied together; applying its events one by one", "events", len(ids), "error", err)
+		out[i] = errors.Join(errs...)
 	}
-	var errs []error
-	for _, id := range ids {
-		if err := s.Process(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", id, err))
-		}
+	return out
+}
+
+// applyTogether applies ids in one transaction and queues the deliveries
+// it created; on error nothing of it is kept.
+func (s *Service) applyTogether(ctx context.Context, ids []string) error {
+	start := time.Now()
+	ds, err := s.applyInbound(ctx, ids)
+	if err != nil {
+		s.log.DebugContext(ctx, "events not applied together; applying them one by one", "events", len(ids), "error", err)
+		return err
 	}
-	return errors.Join(errs...)
+	for range ids {
+		metrics.ObserveProcess(start, &err)
+	}
+	s.enqueueDeliveries(ctx, ds)
+	return nil
 }
 
 // processOne applies one inbound event and sorts out its failure: an

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/groupcommit"
 	"github.com/partnerhub/partnerhub/hub/metrics"
 	"github.com/partnerhub/partnerhub/hub/netguard"
 )
@@ -142,9 +143,9 @@ type Dispatcher struct {
 	log                 *slog.Logger
 	st                  Store
 	q                   hub.Queue
-	rec                 *batcher[record, error]
-	load                *batcher[string, target]
-	hold                *batcher[deferral, deferred]
+	rec                 *groupcommit.Batcher[record, error]
+	load                *groupcommit.Batcher[string, target]
+	hold                *groupcommit.Batcher[deferral, deferred]
 
 	sem       chan struct{}
 	endpoints sync.Map // endpoint id → *endpointState
@@ -305,7 +306,7 @@ func (d *Dispatcher) Close() {
 // back), or the worker stopped before it was made, so that the queue
 // retries the task.
 func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
-	t := d.load.do(ctx, deliveryID)
+	t := d.load.Do(ctx, deliveryID)
 	del, evt, ep, err := t.d, t.e, t.ep, t.err
 	if errors.Is(err, hub.ErrNotFound) {
 		d.log.DebugContext(ctx, "delivery not found; task dropped", "delivery_id", deliveryID, "attempt", attempt)
@@ -377,7 +378,7 @@ func (d *Dispatcher) conclude(ctx context.Context, del *hub.Delivery, ep *hub.En
 		del.LastError = a.Error
 	}
 
-	if err := d.rec.do(ctx, record{del, a}); err != nil {
+	if err := d.rec.Do(ctx, record{del, a}); err != nil {
 		if hub.ErrorCode(err) == hub.ECONFLICT || errors.Is(err, hub.ErrNotFound) {
 			d.log.DebugContext(ctx, "attempt already recorded by another worker, or delivery gone",
 				"delivery_id", del.ID, "endpoint_id", ep.ID, "attempt", attempt)
@@ -420,7 +421,7 @@ func (d *Dispatcher) conclude(ctx context.Context, del *hub.Delivery, ep *hub.En
 // attempt, and queues its task again for then.
 func (d *Dispatcher) holdBack(ctx context.Context, del *hub.Delivery, ep *hub.Endpoint, attempt int, now time.Time, h hold) error {
 	at := now.Add(h.wait.Round(time.Millisecond))
-	r := d.hold.do(ctx, deferral{id: del.ID, attempts: attempt - 1, at: at})
+	r := d.hold.Do(ctx, deferral{id: del.ID, attempts: attempt - 1, at: at})
 	moved, err := r.moved, r.err
 	if err != nil {
 		return fmt.Errorf("holding back delivery %s: %w", del.ID, err)

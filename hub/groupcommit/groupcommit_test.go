@@ -1,4 +1,4 @@
-package outbound
+package groupcommit
 
 import (
 	"context"
@@ -8,16 +8,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/partnerhub/partnerhub/hub"
 )
+
+var errUnavailable = errors.New("database unavailable")
 
 func TestBatcher(t *testing.T) {
 	var batches, items, running, maxRunning atomic.Int64
-	b := &batcher[int, string]{
-		max:     8,
-		runners: 2,
-		run: func(_ context.Context, xs []int) []string {
+	b := &Batcher[int, string]{
+		Max:     8,
+		Runners: 2,
+		Run: func(_ context.Context, xs []int) []string {
 			n := running.Add(1)
 			defer running.Add(-1)
 			for m := maxRunning.Load(); n > m && !maxRunning.CompareAndSwap(m, n); m = maxRunning.Load() {
@@ -39,7 +39,7 @@ func TestBatcher(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if got := b.do(context.Background(), i); got != fmt.Sprint(i*2) {
+			if got := b.Do(context.Background(), i); got != fmt.Sprint(i*2) {
 				wrong.Add(1)
 			}
 		}()
@@ -70,16 +70,24 @@ func TestBatcherSplitsFailedBatch(t *testing.T) {
 		split bool
 	}{
 		{name: "one bad item", err: bad, split: true},
-		{name: "database down", err: fmt.Errorf("loading: %w", hub.ErrUnavailable), split: false},
+		{name: "database down", err: fmt.Errorf("loading: %w", errUnavailable), split: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			gate, started := make(chan struct{}), make(chan struct{})
 			first := true
-			b := &batcher[int, error]{
-				max: 8, runners: 1,
-				errOf: func(err error) error { return err },
-				run: func(_ context.Context, xs []int) []error {
+			b := &Batcher[int, error]{
+				Max: 8, Runners: 1,
+				// Split when every call failed, unless the database is down.
+				Split: func(res []error) bool {
+					for _, err := range res {
+						if err == nil || errors.Is(err, errUnavailable) {
+							return false
+						}
+					}
+					return true
+				},
+				Run: func(_ context.Context, xs []int) []error {
 					if first {
 						first = false
 						close(started)
@@ -99,11 +107,11 @@ func TestBatcherSplitsFailedBatch(t *testing.T) {
 			errs := make([]error, 20)
 			var wg sync.WaitGroup
 			wg.Add(1)
-			go func() { defer wg.Done(); errs[0] = b.do(context.Background(), 0) }()
+			go func() { defer wg.Done(); errs[0] = b.Do(context.Background(), 0) }()
 			<-started
 			for i := 1; i < 20; i++ {
 				wg.Add(1)
-				go func() { defer wg.Done(); errs[i] = b.do(context.Background(), i) }()
+				go func() { defer wg.Done(); errs[i] = b.Do(context.Background(), i) }()
 			}
 			for len(pending(b)) < 19 {
 				time.Sleep(time.Millisecond)
@@ -126,7 +134,7 @@ func TestBatcherSplitsFailedBatch(t *testing.T) {
 	}
 }
 
-func pending[T, R any](b *batcher[T, R]) []*batchCall[T, R] {
+func pending[T, R any](b *Batcher[T, R]) []*batchCall[T, R] {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]*batchCall[T, R](nil), b.pending...)

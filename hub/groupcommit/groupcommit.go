@@ -1,0 +1,118 @@
+// Package groupcommit batches the calls of concurrent goroutines: calls
+// that arrive while a batch is under way go together in the next one, so
+// one query or transaction serves many callers under load while a lone
+// call runs at once.
+package groupcommit
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Batcher runs the calls of concurrent goroutines in batches: calls that
+// arrive while Runners batches are under way wait and go together in the
+// next one. Under light load every batch holds one call and nothing waits;
+// under heavy load one query (or transaction) serves up to Max calls,
+// which is what lets the dispatcher and the event processing go faster
+// than a few database round trips per item, with few connections.
+//
+// It has no goroutine of its own: a caller that arrives when fewer than
+// Runners batches are under way runs the next batch itself, and when it is
+// done hands the turn to the oldest caller still waiting.
+type Batcher[T, R any] struct {
+	// Run runs one batch and returns one result per item, in order.
+	Run func(ctx context.Context, items []T) []R
+	// Split, when set, is given the results of a batch of several items;
+	// when it says so, the items are run again one by one, so that one bad
+	// item fails only its own call.
+	Split func(res []R) bool
+	// Max bounds the items of a batch; Runners the batches run at once.
+	Max, Runners int
+	// Timeout bounds one batch. Zero: 30 s.
+	Timeout time.Duration
+
+	mu      sync.Mutex
+	running int
+	pending []*batchCall[T, R]
+}
+
+type batchCall[T, R any] struct {
+	item     T
+	promoted bool
+	// done receives the result, or a turn to run a batch (lead). At most
+	// one of each is ever sent.
+	done chan batchResult[R]
+}
+
+type batchResult[R any] struct {
+	res  R
+	lead bool
+}
+
+// Do runs item in a batch and returns its result.
+func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
+	c := &batchCall[T, R]{item: item, done: make(chan batchResult[R], 2)}
+	b.mu.Lock()
+	b.pending = append(b.pending, c)
+	lead := b.running < max(b.Runners, 1)
+	if lead {
+		b.running++
+	}
+	b.mu.Unlock()
+	for {
+		if lead {
+			// Other callers' items ride along: this caller's cancellation
+			// must not fail them.
+			b.runBatch(context.WithoutCancel(ctx))
+		}
+		r := <-c.done
+		if !r.lead {
+			return r.res
+		}
+		lead = true
+	}
+}
+
+// runBatch runs one batch of pending calls, then passes the turn on.
+func (b *Batcher[T, R]) runBatch(ctx context.Context) {
+	b.mu.Lock()
+	n := min(len(b.pending), max(b.Max, 1))
+	batch := make([]*batchCall[T, R], n)
+	copy(batch, b.pending)
+	b.pending = append(b.pending[:0:0], b.pending[n:]...)
+	b.mu.Unlock()
+
+	if n > 0 {
+		items := make([]T, n)
+		for i, c := range batch {
+			items[i] = c.item
+		}
+		timeout := b.Timeout
+		if timeout == 0 {
+			timeout = 30 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		res := b.Run(ctx, items)
+		if n > 1 && b.Split != nil && b.Split(res) {
+			for i := range items {
+				res[i] = b.Run(ctx, items[i:i+1])[0]
+			}
+		}
+		cancel()
+		for i, c := range batch {
+			c.done <- batchResult[R]{res: res[i]}
+		}
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.pending {
+		if !c.promoted {
+			c.promoted = true
+			c.done <- batchResult[R]{lead: true}
+			return
+		}
+	}
+	b.running--
+}
