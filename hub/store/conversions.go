@@ -93,7 +93,7 @@ func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 			args = append(args, c.ProgramID, c.Provider, k, c.ID, i, now)
 		}
 		added, err := list(ctx, tx.c, `INSERT INTO conversion_keys (program_id, provider, key, conversion_id, position, created_at)
-			VALUES `+rows(len(c.Keys), 6)+` ON CONFLICT DO NOTHING RETURNING key`, args, func(s scanner) (string, error) {
+			VALUES `+valueRows(len(c.Keys), 6)+` ON CONFLICT DO NOTHING RETURNING key`, args, func(s scanner) (string, error) {
 			var k string
 			return k, s.Scan(&k)
 		})
@@ -113,16 +113,16 @@ func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 		}
 		if _, err := tx.c.exec(ctx, `INSERT INTO conversion_lines
 			(conversion_id, position, program_id, product_id, price_id, quantity, amount_minor)
-			VALUES `+rows(len(c.Lines), 7), args...); err != nil {
+			VALUES `+valueRows(len(c.Lines), 7), args...); err != nil {
 			return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
 		}
 	}
 	return nil
 }
 
-// rows returns n groups of cols placeholders, "(?, ?), (?, ?)", for a
+// valueRows returns n groups of cols placeholders, "(?, ?), (?, ?)", for a
 // multi-row VALUES list.
-func rows(n, cols int) string {
+func valueRows(n, cols int) string {
 	row := "(" + placeholders(cols) + ")"
 	return strings.Repeat(row+", ", n-1) + row
 }

@@ -109,8 +109,9 @@ func (tx *Tx) flush(ctx context.Context) error {
 	return nil
 }
 
-// insertRows runs INSERT head VALUES (…), (…) … tail over rows, at most
-// maxRowsPerInsert rows a statement; row i's values are args(i).
+// insertRows runs INSERT head VALUES (…), (…) … tail over n rows (on
+// SQLite), at most maxRowsPerInsert rows a statement; row i's values are
+// args(i).
 func (tx *Tx) insertRows(ctx context.Context, head, tail string, n, cols int, args func(i int) []any) error {
 	for start := 0; start < n; start += maxRowsPerInsert {
 		end := min(start+maxRowsPerInsert, n)
@@ -118,18 +119,41 @@ func (tx *Tx) insertRows(ctx context.Context, head, tail string, n, cols int, ar
 		for i := start; i < end; i++ {
 			vals = append(vals, args(i)...)
 		}
-		if _, err := tx.c.exec(ctx, head+" VALUES "+rows(end-start, cols)+tail, vals...); err != nil {
+		if _, err := tx.c.exec(ctx, head+" VALUES "+valueRows(end-start, cols)+tail, vals...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// On PostgreSQL the rows travel as arrays, so each statement's text is
+// the same for any number of rows: one prepared statement per connection,
+// where a VALUES list would prepare (and cache) one per row count.
+
 func (tx *Tx) flushEvents(ctx context.Context, es []*hub.Event) error {
-	err := tx.insertRows(ctx, `INSERT INTO events (`+eventCols+`)`, "", len(es), 6, func(i int) []any {
-		e := es[i]
-		return []any{e.ID, e.ProgramID, e.Type, nullStr(e.PartnerID), string(e.Data), tx.c.ts(e.CreatedAt)}
-	})
+	if len(es) == 0 {
+		return nil
+	}
+	var err error
+	if tx.c.pg {
+		n := len(es)
+		ids, programs, types, data := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		partners, created := make([]*string, n), make([]time.Time, n)
+		for i, e := range es {
+			ids[i], programs[i], types[i], data[i], created[i] = e.ID, e.ProgramID, e.Type, string(e.Data), normTime(e.CreatedAt)
+			if e.PartnerID != "" {
+				partners[i] = &e.PartnerID
+			}
+		}
+		_, err = tx.c.exec(ctx, `INSERT INTO events (`+eventCols+`)
+			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])`,
+			ids, programs, types, partners, data, created)
+	} else {
+		err = tx.insertRows(ctx, `INSERT INTO events (`+eventCols+`)`, "", len(es), 6, func(i int) []any {
+			e := es[i]
+			return []any{e.ID, e.ProgramID, e.Type, nullStr(e.PartnerID), string(e.Data), tx.c.ts(e.CreatedAt)}
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("inserting %d outbound events: %w", len(es), err)
 	}
@@ -137,11 +161,33 @@ func (tx *Tx) flushEvents(ctx context.Context, es []*hub.Event) error {
 }
 
 func (tx *Tx) flushDeliveries(ctx context.Context, ds []*hub.Delivery) error {
-	err := tx.insertRows(ctx, `INSERT INTO deliveries (`+deliveryCols+`)`, "", len(ds), 11, func(i int) []any {
-		d := ds[i]
-		return []any{d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
-			tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt)}
-	})
+	if len(ds) == 0 {
+		return nil
+	}
+	var err error
+	if tx.c.pg {
+		n := len(ds)
+		ids, programs, events, endpoints, types, statuses, lastErrors :=
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		attempts := make([]int32, n)
+		nexts := make([]*time.Time, n)
+		created, updated := make([]time.Time, n), make([]time.Time, n)
+		for i, d := range ds {
+			ids[i], programs[i], events[i], endpoints[i], types[i], statuses[i], lastErrors[i] =
+				d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.LastError
+			attempts[i], nexts[i], created[i], updated[i] = int32(d.Attempts), normTimePtr(d.NextAttemptAt), normTime(d.CreatedAt), normTime(d.UpdatedAt)
+		}
+		_, err = tx.c.exec(ctx, `INSERT INTO deliveries (`+deliveryCols+`)
+			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::int[],
+				?::timestamptz[], ?::text[], ?::timestamptz[], ?::timestamptz[])`,
+			ids, programs, events, endpoints, types, statuses, attempts, nexts, lastErrors, created, updated)
+	} else {
+		err = tx.insertRows(ctx, `INSERT INTO deliveries (`+deliveryCols+`)`, "", len(ds), 11, func(i int) []any {
+			d := ds[i]
+			return []any{d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
+				tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt)}
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("inserting %d deliveries: %w", len(ds), err)
 	}
@@ -149,19 +195,31 @@ func (tx *Tx) flushDeliveries(ctx context.Context, ds []*hub.Delivery) error {
 }
 
 func (tx *Tx) flushResults(ctx context.Context, rs []inboundResult) error {
-	err := tx.insertRows(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)`,
-		` ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, len(rs), 3, func(i int) []any {
-			return []any{rs[i].inbound, rs[i].kind, rs[i].id}
-		})
+	if len(rs) == 0 {
+		return nil
+	}
+	var err error
+	if tx.c.pg {
+		n := len(rs)
+		inbound, kinds, ids := make([]string, n), make([]string, n), make([]string, n)
+		for i, r := range rs {
+			inbound[i], kinds[i], ids[i] = r.inbound, r.kind, r.id
+		}
+		_, err = tx.c.exec(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)
+			SELECT * FROM unnest(?::text[], ?::text[], ?::text[])
+			ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, inbound, kinds, ids)
+	} else {
+		err = tx.insertRows(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)`,
+			` ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, len(rs), 3, func(i int) []any {
+				return []any{rs[i].inbound, rs[i].kind, rs[i].id}
+			})
+	}
 	if err != nil {
 		return fmt.Errorf("recording results of inbound events: %w", err)
 	}
 	return nil
 }
 
-// flushClaims writes the tags and final states of the claimed inbound
-// events: one statement on PostgreSQL, one per event on SQLite (where a
-// statement is a function call).
 func (tx *Tx) flushClaims(ctx context.Context) error {
 	l := &tx.later
 	for _, id := range l.order {

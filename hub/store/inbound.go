@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -45,12 +44,8 @@ func (db *DB) InsertInboundEvents(ctx context.Context, evs []*hub.InboundEvent) 
 func (db *DB) insertInboundBatch(ctx context.Context, evs, stored []*hub.InboundEvent, inserted []bool) error {
 	type key struct{ source, dedupe string }
 	first := make(map[key]int, len(evs)) // the batch's own duplicates
-	var q strings.Builder
-	q.WriteString(`INSERT INTO inbound_events
-		(id, program_id, source_id, provider, dedupe_key, event_type, headers, body, status, attempts, last_error, received_at, processed_at)
-		VALUES `)
-	args := make([]any, 0, 13*len(evs))
-	rows := 0
+	var rowsOf []*hub.InboundEvent
+	headersOf := make([]string, 0, len(evs))
 	for i, ev := range evs {
 		if ev.ID == "" {
 			ev.ID = hub.NewID("inb")
@@ -64,6 +59,9 @@ func (db *DB) insertInboundBatch(ctx context.Context, evs, stored []*hub.Inbound
 		}
 		ev.ReceivedAt = normTime(ev.ReceivedAt)
 		ev.ProcessedAt = normTimePtr(ev.ProcessedAt)
+		if ev.Body == nil {
+			ev.Body = []byte{}
+		}
 		k := key{ev.SourceID, ev.DedupeKey}
 		if _, dup := first[k]; dup {
 			continue
@@ -73,20 +71,41 @@ func (db *DB) insertInboundBatch(ctx context.Context, evs, stored []*hub.Inbound
 		if err != nil {
 			return fmt.Errorf("storing inbound event %s: %w", ev.DedupeKey, err)
 		}
-		body := ev.Body
-		if body == nil {
-			body = []byte{}
-		}
-		if rows > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-		args = append(args, ev.ID, ev.ProgramID, ev.SourceID, ev.Provider, ev.DedupeKey, ev.EventType, headers, body,
-			ev.Status, ev.Attempts, ev.LastError, db.c.ts(ev.ReceivedAt), db.c.nullTS(ev.ProcessedAt))
-		rows++
+		rowsOf = append(rowsOf, ev)
+		headersOf = append(headersOf, headers)
 	}
-	q.WriteString(` ON CONFLICT (source_id, dedupe_key) DO NOTHING RETURNING id`)
-	r, err := db.c.query(ctx, q.String(), args...)
+	rows := len(rowsOf)
+	const cols = `(id, program_id, source_id, provider, dedupe_key, event_type, headers, body, status, attempts, last_error, received_at, processed_at)`
+	var query string
+	var args []any
+	if db.c.pg {
+		// The rows travel as arrays: one statement text (one prepared
+		// statement per connection) for any batch size.
+		ids, programs, sources, providers, dedupes, types, statuses, lastErrors :=
+			make([]string, rows), make([]string, rows), make([]string, rows), make([]string, rows),
+			make([]string, rows), make([]string, rows), make([]string, rows), make([]string, rows)
+		bodies := make([][]byte, rows)
+		attempts := make([]int32, rows)
+		received, processed := make([]time.Time, rows), make([]*time.Time, rows)
+		for i, ev := range rowsOf {
+			ids[i], programs[i], sources[i], providers[i], dedupes[i], types[i], statuses[i], lastErrors[i] =
+				ev.ID, ev.ProgramID, ev.SourceID, ev.Provider, ev.DedupeKey, ev.EventType, ev.Status, ev.LastError
+			bodies[i], attempts[i], received[i], processed[i] = ev.Body, int32(ev.Attempts), ev.ReceivedAt, ev.ProcessedAt
+		}
+		query = `INSERT INTO inbound_events ` + cols + `
+			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bytea[],
+				?::text[], ?::int[], ?::text[], ?::timestamptz[], ?::timestamptz[])
+			ON CONFLICT (source_id, dedupe_key) DO NOTHING RETURNING id`
+		args = []any{ids, programs, sources, providers, dedupes, types, headersOf, bodies, statuses, attempts, lastErrors, received, processed}
+	} else {
+		args = make([]any, 0, 13*rows)
+		for i, ev := range rowsOf {
+			args = append(args, ev.ID, ev.ProgramID, ev.SourceID, ev.Provider, ev.DedupeKey, ev.EventType, headersOf[i], ev.Body,
+				ev.Status, ev.Attempts, ev.LastError, db.c.ts(ev.ReceivedAt), db.c.nullTS(ev.ProcessedAt))
+		}
+		query = `INSERT INTO inbound_events ` + cols + ` VALUES ` + valueRows(rows, 13) + ` ON CONFLICT (source_id, dedupe_key) DO NOTHING RETURNING id`
+	}
+	r, err := db.c.query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("storing %d inbound events: %w", rows, err)
 	}
