@@ -176,12 +176,22 @@ func TestTrackerInChromium(t *testing.T) {
 		t.Helper()
 		tctx, cancel := context.WithTimeout(bctx, 20*time.Second)
 		defer cancel()
-		if err := chromedp.Do(tctx,
-			chromedp.Navigate(url),
-			chromedp.Poll[chromedp.Void](`document.getElementById("late") && window.partnerhub`,
-				chromedp.WithPollingTimeout(10*time.Second)),
-		); err != nil {
-			t.Fatalf("loading %s: %v", url, err)
+		for try := 1; ; try++ {
+			err := chromedp.Do(tctx,
+				chromedp.Navigate(url),
+				chromedp.Poll[chromedp.Void](`document.getElementById("late") && window.partnerhub`,
+					chromedp.WithPollingTimeout(10*time.Second)),
+			)
+			// The poll can race the navigation and name the previous
+			// document's execution context, which Chromium has just
+			// destroyed: load the page again.
+			if err != nil && try < 3 && strings.Contains(err.Error(), "Cannot find context with specified id") {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("loading %s: %v", url, err)
+			}
+			break
 		}
 		js, err := chromedp.Run(tctx, chromedp.Evaluate[string](readState, chromedp.EvalAwaitPromise))
 		if err != nil {
