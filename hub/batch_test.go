@@ -229,3 +229,27 @@ func TestProcessBatchStatements(t *testing.T) {
 		t.Errorf("%d deliveries queued, want %d", len(f.q.deliveries), 2*n)
 	}
 }
+
+// TestProcessBatchRedaction: a customer's erasure request applied in the
+// same transaction as their earlier events erases those events' bodies
+// too (their tags are written before the redaction looks for them).
+func TestProcessBatchRedaction(t *testing.T) {
+	f := newFixture(t, 1000)
+	ctx := context.Background()
+	evs := redactionCase()
+	saleID, otherID, unpaidID, redactID := f.stage(evs[0]), f.stage(evs[1]), f.stage(evs[2]), f.stage(evs[3])
+	if err := f.svc.ProcessBatch(ctx, []string{saleID, otherID, unpaidID, redactID}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{saleID, unpaidID, redactID} {
+		if ev := f.inbound(id); string(ev.Body) != `{"redacted":true}` {
+			t.Errorf("inbound event %s body = %s, want it erased", id, ev.Body)
+		}
+	}
+	if ev := f.inbound(otherID); string(ev.Body) == `{"redacted":true}` || ev.Status != hub.InboundProcessed {
+		t.Errorf("another customer's event: status %s, body %s; want it processed and kept", ev.Status, ev.Body)
+	}
+	if ev := f.inbound(unpaidID); ev.Status != hub.InboundIgnored {
+		t.Errorf("unpaid order event status %s, want ignored", ev.Status)
+	}
+}

@@ -340,23 +340,28 @@ func TestUnparsableEventIsKeptAsFailed(t *testing.T) {
 	}
 }
 
+// redactionCase is a sale and an unpaid order of customer cust_9, a sale
+// of another customer, and cust_9's erasure request, in that order.
+func redactionCase() []hub.Normalized {
+	n := sale([]string{"order_1"}, 10000, 10000, hub.Hints{PartnerCode: "alice"})
+	n.Payment.Customer = hub.Customer{ProviderCustomerID: "cust_9", EmailHash: "abc"}
+	n.Subject, n.CustomerRef = "order_1", "cust_9"
+	other := sale([]string{"order_2"}, 500, 500, hub.Hints{})
+	other.Subject, other.CustomerRef = "order_2", "cust_other"
+	return []hub.Normalized{n, other,
+		{Ignored: "order not paid", Subject: "order_3", CustomerRef: "cust_9"},
+		{Livemode: true, Redact: &hub.RedactFact{CustomerRef: "cust_9", Subjects: []string{"order_1"}}},
+	}
+}
+
 // TestRedactCustomer: a privacy erasure request removes the customer's
 // identifiers and the raw bodies that carried their data, and keeps every
 // amount of the ledger.
 func TestRedactCustomer(t *testing.T) {
 	f := newFixture(t, 1000)
 	ctx := context.Background()
-	n := sale([]string{"order_1"}, 10000, 10000, hub.Hints{PartnerCode: "alice"})
-	n.Payment.Customer = hub.Customer{ProviderCustomerID: "cust_9", EmailHash: "abc"}
-	n.Subject, n.CustomerRef = "order_1", "cust_9"
-	saleID := f.send(n)
-	other := sale([]string{"order_2"}, 500, 500, hub.Hints{})
-	other.Subject, other.CustomerRef = "order_2", "cust_other"
-	otherID := f.send(other)
-	unpaid := hub.Normalized{Ignored: "order not paid", Subject: "order_3", CustomerRef: "cust_9"}
-	unpaidID := f.send(unpaid)
-
-	redactID := f.send(hub.Normalized{Livemode: true, Redact: &hub.RedactFact{CustomerRef: "cust_9", Subjects: []string{"order_1"}}})
+	evs := redactionCase()
+	saleID, otherID, unpaidID, redactID := f.send(evs[0]), f.send(evs[1]), f.send(evs[2]), f.send(evs[3])
 
 	for _, id := range []string{saleID, unpaidID, redactID} {
 		ev, err := f.st.GetInboundEvent(ctx, id)

@@ -140,9 +140,9 @@ type KeySet struct {
 }
 
 // Tx is the transaction in which inbound events are applied. Outbound
-// events, their deliveries, inbound results and the final state of
-// claimed inbound events are written when it commits; nothing in the
-// transaction reads them back.
+// events, their deliveries, inbound results and the tags and final state
+// of claimed inbound events are written when it commits (a redaction,
+// which finds inbound events by their tags, writes the tags first).
 type Tx interface {
 	GetProgram(ctx context.Context, id string) (*Program, error)
 	GetSource(ctx context.Context, id string) (*Source, error)

@@ -734,3 +734,42 @@ func TestEnvelope(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverSameAttemptTwiceAtOnce: two tasks for the same attempt of a
+// delivery running at once in one process (a batch task and the
+// sweeper's copy) send one request.
+func TestDeliverSameAttemptTwiceAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.WriteHeader(200)
+	})
+	f := newFixture(t, rc.URL)
+	q := &fakeQueue{}
+	d := f.dispatcher(t, &clock{t: base}, q, localClient(t), nil)
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- d.Deliver(ctx, f.delivery, 1) }()
+	for deadline := time.Now().Add(5 * time.Second); len(rc.Requests()) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first attempt never reached the receiver")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	second := make(chan error, 1)
+	go func() { second <- d.Deliver(ctx, f.delivery, 1) }()
+	select {
+	case <-second:
+	case <-time.After(500 * time.Millisecond): // sending too: let both finish
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first task: Deliver = %v", err)
+	}
+	if n := len(rc.Requests()); n != 1 {
+		t.Errorf("receiver got %d requests, want 1", n)
+	}
+	if got := f.get(t); got.Status != hub.DeliverySucceeded || len(got.AttemptLog) != 1 {
+		t.Errorf("delivery %s with %d attempts, want succeeded with 1", got.Status, len(got.AttemptLog))
+	}
+}

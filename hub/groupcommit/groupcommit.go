@@ -48,6 +48,9 @@ type batchCall[T, R any] struct {
 type batchResult[R any] struct {
 	res  R
 	lead bool
+	// panicked holds what Run panicked with: every caller of the batch
+	// panics with it in its own goroutine.
+	panicked any
 }
 
 // Do runs item in a batch and returns its result.
@@ -67,11 +70,38 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 			b.runBatch(context.WithoutCancel(ctx))
 		}
 		r := <-c.done
+		if r.panicked != nil {
+			panic(r.panicked)
+		}
 		if !r.lead {
 			return r.res
 		}
 		lead = true
 	}
+}
+
+// run runs items as a batch (and one by one when Split says so). A panic
+// of Run is returned, not raised: the batch's callers are answered and
+// the turn is passed on whatever happens.
+func (b *Batcher[T, R]) run(ctx context.Context, items []T) (res []R, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, panicked = nil, p
+		}
+	}()
+	timeout := b.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res = b.Run(ctx, items)
+	if len(items) > 1 && b.Split != nil && b.Split(res) {
+		for i := range items {
+			res[i] = b.Run(ctx, items[i:i+1])[0]
+		}
+	}
+	return res, nil
 }
 
 // runBatch runs one batch of pending calls, then passes the turn on.
@@ -88,20 +118,13 @@ func (b *Batcher[T, R]) runBatch(ctx context.Context) {
 		for i, c := range batch {
 			items[i] = c.item
 		}
-		timeout := b.Timeout
-		if timeout == 0 {
-			timeout = 30 * time.Second
-		}
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		res := b.Run(ctx, items)
-		if n > 1 && b.Split != nil && b.Split(res) {
-			for i := range items {
-				res[i] = b.Run(ctx, items[i:i+1])[0]
-			}
-		}
-		cancel()
+		res, panicked := b.run(ctx, items)
 		for i, c := range batch {
-			c.done <- batchResult[R]{res: res[i]}
+			if panicked != nil {
+				c.done <- batchResult[R]{panicked: panicked}
+			} else {
+				c.done <- batchResult[R]{res: res[i]}
+			}
 		}
 	}
 

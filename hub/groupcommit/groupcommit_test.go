@@ -139,3 +139,44 @@ func pending[T, R any](b *Batcher[T, R]) []*batchCall[T, R] {
 	defer b.mu.Unlock()
 	return append([]*batchCall[T, R](nil), b.pending...)
 }
+
+// TestBatcherSurvivesPanic: a Run that panics makes the callers of its
+// batch panic in their own goroutines, and the batcher keeps serving:
+// later calls run, and no turn is lost.
+func TestBatcherSurvivesPanic(t *testing.T) {
+	b := &Batcher[int, int]{
+		Max: 4, Runners: 1,
+		Run: func(_ context.Context, xs []int) []int {
+			for _, x := range xs {
+				if x < 0 {
+					panic(fmt.Sprintf("bad item %d", x))
+				}
+			}
+			return xs
+		},
+	}
+	for i := range 3 {
+		func() {
+			defer func() {
+				if p := recover(); p != fmt.Sprintf("bad item %d", -1-i) {
+					t.Errorf("call %d recovered %v, want the Run's panic", i, p)
+				}
+			}()
+			b.Do(context.Background(), -1-i)
+			t.Errorf("call %d returned", i)
+		}()
+	}
+	done := make(chan int)
+	go func() { done <- b.Do(context.Background(), 7) }()
+	select {
+	case got := <-done:
+		if got != 7 {
+			t.Errorf("after the panics Do(7) = %d", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the batcher stopped serving after a panic")
+	}
+	if b.running != 0 || len(b.pending) != 0 {
+		t.Errorf("after the calls: %d running, %d pending", b.running, len(b.pending))
+	}
+}

@@ -268,6 +268,22 @@ func (tx *Tx) flushClaims(ctx context.Context) error {
 	return nil
 }
 
+// writeTags writes the tags of the claimed events now, for a statement of
+// the transaction that finds inbound events by their tags (a customer's
+// redaction); flush writes them again with the final states.
+func (tx *Tx) writeTags(ctx context.Context) error {
+	for _, id := range tx.later.order {
+		c := tx.later.claimed[id]
+		if !c.tagged {
+			continue
+		}
+		if _, err := tx.c.exec(ctx, "UPDATE inbound_events SET subject = ?, customer_ref = ? WHERE id = ?", c.subject, c.customer, id); err != nil {
+			return fmt.Errorf("tagging inbound event %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
 // claimOf returns the claim of an inbound event this transaction claimed,
 // or nil.
 func (tx *Tx) claimOf(id string) *claim {

@@ -26,6 +26,9 @@ func (tx *Tx) TagInbound(ctx context.Context, id, subject, customerRef string) e
 // Amounts, keys, attribution and the ledger are kept. It returns the number
 // of rows changed.
 func (tx *Tx) RedactCustomer(ctx context.Context, programID, provider, customerRef string, subjects []string) (int64, error) {
+	if err := tx.writeTags(ctx); err != nil {
+		return 0, err
+	}
 	var total int64
 	cond, args := "customer_id = ?", []any{customerRef}
 	if customerRef == "" {
