@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -190,22 +189,9 @@ func emitLedgerEvent(ctx context.Context, tx LedgerTx, programID, typ, partnerID
 }
 
 // enqueueDeliveries queues the first attempt of deliveries written by a
-// committed transaction: as tasks of up to maxDeliveriesPerTask
-// deliveries when the queue can, else one by one. A queue failure is
-// logged: the sweeper enqueues the rows later.
+// committed transaction. A queue failure is logged: the sweeper enqueues
+// the rows later.
 func (s *Service) enqueueDeliveries(ctx context.Context, ds []*Delivery) {
-	if be, ok := s.q.(DeliveriesEnqueuer); ok && len(ds) > 1 {
-		for chunk := range slices.Chunk(ds, maxDeliveriesPerTask) {
-			ids := make([]string, len(chunk))
-			for i, d := range chunk {
-				ids[i] = d.ID
-			}
-			if err := be.EnqueueDeliveries(ctx, ids); err != nil {
-				s.log.WarnContext(ctx, "queue unavailable; the sweeper will enqueue the deliveries", "deliveries", len(ids), "error", err)
-			}
-		}
-		return
-	}
 	now := s.cfg.Now()
 	for _, d := range ds {
 		if err := s.q.EnqueueDelivery(ctx, d.ID, 1, now); err != nil {
@@ -213,6 +199,3 @@ func (s *Service) enqueueDeliveries(ctx context.Context, ds []*Delivery) {
 		}
 	}
 }
-
-// maxDeliveriesPerTask bounds the deliveries one task sends.
-const maxDeliveriesPerTask = 64

@@ -11,8 +11,6 @@ const (
 	// TaskProcessBatch processes several inbound events stored together.
 	TaskProcessBatch = "hub:process-batch"
 	TaskDeliver      = "outbound:deliver"
-	// TaskDeliverBatch runs the first attempt of several deliveries.
-	TaskDeliverBatch = "outbound:deliver-batch"
 	TaskSweep        = "hub:sweep"
 	TaskReconcile    = "hub:reconcile"
 )
@@ -26,10 +24,4 @@ type Queue interface {
 	// delivery to run at at (now or earlier: immediately). The task id is
 	// deliveryID + ":" + attempt, so an attempt is queued once.
 	EnqueueDelivery(ctx context.Context, deliveryID string, attempt int, at time.Time) error
-}
-
-// DeliveriesEnqueuer is a Queue that queues the first attempt of several
-// deliveries as one task.
-type DeliveriesEnqueuer interface {
-	EnqueueDeliveries(ctx context.Context, ids []string) error
 }

@@ -129,11 +129,6 @@ type Config struct {
 // Dispatcher performs delivery attempts: it handles "outbound:deliver"
 // tasks.
 type Dispatcher struct {
-	// attempting holds "delivery id:attempt" of the attempts under way in
-	// this process: a second task for one (the sweeper's copy of a
-	// first attempt queued in an outbound:deliver-batch task, whose id it
-	// cannot collide with) is dropped instead of sending it again.
-	attempting          sync.Map
 	schedule            []time.Duration
 	maxDelay            time.Duration
 	timeout             time.Duration
@@ -325,12 +320,6 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 			"attempt", attempt, "status", del.Status, "attempts", del.Attempts)
 		return nil
 	}
-	key := del.ID + ":" + strconv.Itoa(attempt)
-	if _, dup := d.attempting.LoadOrStore(key, struct{}{}); dup {
-		d.log.DebugContext(ctx, "attempt already under way in this process; task dropped", "delivery_id", del.ID, "attempt", attempt)
-		return nil
-	}
-	defer d.attempting.Delete(key)
 
 	now := d.now()
 	if !ep.Enabled {

@@ -177,8 +177,12 @@ type receiver struct {
 	got    []delivered
 	ids    map[string]int
 	fail   int // answer 500 to this many requests first
-	delay  time.Duration
-	bad    []string
+	// failEach answers 500 to the first failEach requests of every event
+	// (by webhook-id), however the requests of events interleave.
+	failEach int
+	tries    map[string]int
+	delay    time.Duration
+	bad      []string
 }
 
 type delivered struct {
@@ -205,6 +209,16 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.fail--
 		http.Error(w, "temporarily down", http.StatusInternalServerError)
 		return
+	}
+	if r.failEach > 0 {
+		if r.tries == nil {
+			r.tries = map[string]int{}
+		}
+		id := req.Header.Get("webhook-id")
+		if r.tries[id]++; r.tries[id] <= r.failEach {
+			http.Error(w, "temporarily down", http.StatusInternalServerError)
+			return
+		}
 	}
 	wh, err := standardwebhooks.NewWebhook(r.secret)
 	if err != nil {

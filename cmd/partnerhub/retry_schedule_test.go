@@ -13,7 +13,7 @@ func TestRetrySchedule(t *testing.T) {
 	env["PARTNERHUB_RETRY_SCHEDULE"] = "0,1s,1s,1s"
 	h := startHub(t, env, Options{})
 	rcv := newReceiver(t)
-	rcv.fail = 4 // the first attempts of both events and their first retries
+	rcv.failEach = 2 // each event's first attempt and first retry
 	src, secret := setupProgram(t, h, rcv)
 	id := randHex(6)
 	if st, out := h.postStripe(src, secret, checkoutCompleted("evt_"+id, "cs_"+id, "pi_"+id, "alice", 11000, 1000)); st != 200 {

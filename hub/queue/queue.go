@@ -217,49 +217,6 @@ func (q *Queue) EnqueueProcessBatch(ctx context.Context, ids []string) error {
 		asynq.MaxRetry(20), asynq.Timeout(2*time.Minute))
 }
 
-// EnqueueDeliveries queues the first attempt of several deliveries, due
-// now, as one outbound:deliver-batch task, which runs Handlers.Deliver for
-// each (deliverBatchWorkers at once). Each delivery stays its own: its
-// retries are queued one by one, and a task retried whole skips the
-// attempts recorded already.
-func (q *Queue) EnqueueDeliveries(ctx context.Context, ids []string) error {
-	if len(ids) == 1 {
-		return q.EnqueueDelivery(ctx, ids[0], 1, time.Time{})
-	}
-	b, _ := json.Marshal(batchPayload{IDs: ids})
-	return q.enqueue(ctx, asynq.NewTask(hub.TaskDeliverBatch, b), "deliver-batch:"+ids[0]+":"+strconv.Itoa(len(ids)),
-		asynq.MaxRetry(10), asynq.Timeout(2*time.Minute))
-}
-
-// deliverBatchWorkers bounds the deliveries of one outbound:deliver-batch
-// task sent at once.
-const deliverBatchWorkers = 32
-
-// deliverBatch runs the first attempt of every delivery of ids,
-// deliverBatchWorkers at a time, and reports the failures.
-func deliverBatch(ctx context.Context, ids []string, deliver func(context.Context, string, int) error) error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
-	sem := make(chan struct{}, deliverBatchWorkers)
-	for _, id := range ids {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := deliver(ctx, id, 1); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
 // oncePer runs a periodic job at most once per period, however many
 // schedulers (one per replica) enqueue it: asynq's Unique only stops two
 // copies from being queued at once, and frees its lock when the first one
@@ -404,13 +361,6 @@ func (q *Queue) StartWorker(h Handlers) error {
 			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
 		}
 		return h.Deliver(ctx, p.ID, p.Attempt)
-	})
-	mux.HandleFunc(hub.TaskDeliverBatch, func(ctx context.Context, t *asynq.Task) error {
-		var p batchPayload
-		if err := json.Unmarshal(t.Payload(), &p); err != nil {
-			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
-		}
-		return deliverBatch(ctx, p.IDs, h.Deliver)
 	})
 	mux.HandleFunc(hub.TaskSweep, q.oncePer(hub.TaskSweep, q.cfg.SweepEvery, h.Sweep))
 	if h.Reconcile != nil {
