@@ -532,14 +532,18 @@ func benchProgress(w io.Writer, tr *benchTracker, n int) func() {
 		defer close(done)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		line := func() {
+			sent, acc, got := tr.progress()
+			fmt.Fprintf(w, "bench: sent %d/%d  accepted %d  delivered %d/%d  elapsed %s\n",
+				sent, n, acc, got, acc*2*benchEndpoints, time.Since(tr.start).Truncate(time.Second))
+		}
 		for {
 			select {
 			case <-stop:
+				line() // the final state, also of a run shorter than a second
 				return
 			case <-t.C:
-				sent, acc, got := tr.progress()
-				fmt.Fprintf(w, "bench: sent %d/%d  accepted %d  delivered %d/%d  elapsed %s\n",
-					sent, n, acc, got, acc*2*benchEndpoints, time.Since(tr.start).Truncate(time.Second))
+				line()
 			}
 		}
 	}()
