@@ -180,8 +180,6 @@ func (s *Service) processOne(ctx context.Context, id string) error {
 	case err == nil:
 		s.enqueueDeliveries(ctx, ds)
 		return nil
-	case errors.Is(err, ErrAlreadyFinished):
-		return nil
 	case errors.Is(err, ErrUnparsable):
 		ferr := s.st.InTx(ctx, func(tx Tx) error {
 			evs, cerr := tx.ClaimInbound(ctx, []string{id})

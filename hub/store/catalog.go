@@ -72,7 +72,11 @@ func (c *conn) scanSource(r scanner) (*hub.Source, error) {
 
 // GetSource returns a source with its secrets in clear.
 func (db *DB) GetSource(ctx context.Context, id string) (*hub.Source, error) {
-	s, err := scanOne(ctx, db.c, `SELECT `+sourceCols+` FROM sources WHERE id = ?`, []any{id}, db.c.scanSource)
+	return db.c.getSource(ctx, id)
+}
+
+func (c *conn) getSource(ctx context.Context, id string) (*hub.Source, error) {
+	s, err := scanOne(ctx, c, `SELECT `+sourceCols+` FROM sources WHERE id = ?`, []any{id}, c.scanSource)
 	if err != nil {
 		return nil, fmt.Errorf("getting source %s: %w", id, err)
 	}

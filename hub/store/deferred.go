@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -42,11 +41,7 @@ const maxRowsPerInsert = 1000
 
 // GetSource returns a source, read in the transaction.
 func (tx *Tx) GetSource(ctx context.Context, id string) (*hub.Source, error) {
-	s, err := scanOne(ctx, tx.c, `SELECT `+sourceCols+` FROM sources WHERE id = ?`, []any{id}, tx.c.scanSource)
-	if err != nil {
-		return nil, fmt.Errorf("getting source %s: %w", id, err)
-	}
-	return s, nil
+	return tx.c.getSource(ctx, id)
 }
 
 // ClaimInbound returns those of ids that are still received, with their
@@ -288,14 +283,4 @@ func (tx *Tx) writeTags(ctx context.Context) error {
 // or nil.
 func (tx *Tx) claimOf(id string) *claim {
 	return tx.later.claimed[id]
-}
-
-// sortedLockIDs returns the distinct lock ids of keys, ascending.
-func sortedLockIDs(programID, provider string, keys []string) []int64 {
-	ids := make([]int64, 0, len(keys))
-	for _, k := range keys {
-		ids = append(ids, LockID(programID, provider, k))
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids)
 }

@@ -382,16 +382,11 @@ func (db *DB) DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Deliver
 		}
 		return p, err
 	}
-	// On PostgreSQL the ids travel as one array: the same statement for
-	// every batch size.
-	where := `d.id IN (` + placeholders(len(args)) + `)`
-	if db.c.pg {
-		uniq := make([]string, len(args))
-		for i, a := range args {
-			uniq[i] = a.(string)
-		}
-		where, args = `d.id = ANY(?::text[])`, []any{uniq}
+	uniq := make([]string, len(args))
+	for i, a := range args {
+		uniq[i] = a.(string)
 	}
+	where, args := db.c.idIn("d.id", uniq)
 	rows, err := db.c.query(ctx, `SELECT d.id, d.program_id, d.event_id, d.endpoint_id, d.event_type, d.status,
 		d.attempts, d.next_attempt_at, d.last_error, d.created_at, d.updated_at,
 		e.id, e.program_id, e.type, e.partner_id, e.data, e.created_at,

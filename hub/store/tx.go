@@ -66,8 +66,8 @@ func (tx *Tx) LockKeySets(ctx context.Context, sets []hub.KeySet) error {
 	}
 	var ids []int64
 	for _, s := range sets {
-		for _, id := range sortedLockIDs(s.ProgramID, s.Provider, s.Keys) {
-			if !tx.held[id] {
+		for _, k := range s.Keys {
+			if id := LockID(s.ProgramID, s.Provider, k); !tx.held[id] {
 				ids = append(ids, id)
 			}
 		}
