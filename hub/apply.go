@@ -600,6 +600,14 @@ func (a *applier) settle(ctx context.Context, c *Conversion, created bool, joine
 		if err != nil {
 			return false, err
 		}
+		// The earned entry is stored with the commission.
+		if earned := com.Terms.earned(c.BaseMinor, com.RateBPS); earned != 0 {
+			com.Entries = append(com.Entries, LedgerEntry{
+				ID: NewID("ent"), ProgramID: c.ProgramID, CommissionID: com.ID, Key: "earned",
+				Type: EntryEarned, AmountMinor: earned, Currency: com.Currency, CreatedAt: a.s.cfg.Now().UTC(),
+			})
+			com.NetMinor += earned
+		}
 		if err := a.tx.InsertCommission(ctx, com); err != nil {
 			return false, fmt.Errorf("inserting commission: %w", err)
 		}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -253,13 +254,31 @@ func (db *DB) ListPartners(ctx context.Context, programID string, p hub.Page) ([
 	return out, nil
 }
 
-// FindPartnerByCode matches codes case-insensitively.
+// FindPartnerByCode matches codes case-insensitively. A code is looked up
+// once per transaction.
 func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*hub.Partner, error) {
+	ck := programID + "|" + code
+	if p, ok := tx.byCode[ck]; ok {
+		if p == nil {
+			return nil, fmt.Errorf("finding partner by code %q: %w", code, hub.ErrNotFound)
+		}
+		cp := *p
+		return &cp, nil
+	}
 	p, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners
 		WHERE program_id = ? AND lower(code) = lower(?)`, []any{programID, code}, scanPartner)
-	if err != nil {
+	if err != nil && !errors.Is(err, hub.ErrNotFound) {
 		return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
 	}
+	if tx.byCode == nil {
+		tx.byCode = map[string]*hub.Partner{}
+	}
+	if err != nil {
+		tx.byCode[ck] = nil
+		return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
+	}
+	cp := *p
+	tx.byCode[ck] = &cp
 	tx.keepPartner(p)
 	return p, nil
 }

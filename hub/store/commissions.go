@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
 )
@@ -55,14 +56,44 @@ func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 	if err != nil {
 		return fmt.Errorf("inserting commission %s: %w", c.ID, err)
 	}
-	_, err = tx.c.exec(ctx, `INSERT INTO commissions (`+commissionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.ProgramID, c.ConversionID, c.PartnerID, c.Status, c.RateBPS, c.Currency, c.Test,
-		tx.c.ts(c.HoldUntil), tx.c.ts(c.CreatedAt), terms)
+	args := []any{c.ID, c.ProgramID, c.ConversionID, c.PartnerID, c.Status, c.RateBPS, c.Currency, c.Test,
+		tx.c.ts(c.HoldUntil), tx.c.ts(c.CreatedAt), terms}
+	insert := `INSERT INTO commissions (` + commissionCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	if tx.c.pg && len(c.Entries) > 0 {
+		// On PostgreSQL the entries go in with the commission, in one
+		// statement.
+		n := len(c.Entries)
+		ids, keys, types, currencies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		amounts, created := make([]int64, n), make([]time.Time, n)
+		for i := range c.Entries {
+			e := &c.Entries[i]
+			e.CommissionID, e.ProgramID = c.ID, c.ProgramID
+			if e.ID == "" {
+				e.ID = hub.NewID("ent")
+			}
+			if e.CreatedAt.IsZero() {
+				e.CreatedAt = tx.c.nowUTC()
+			}
+			e.CreatedAt = normTime(e.CreatedAt)
+			ids[i], keys[i], types[i], amounts[i], currencies[i], created[i] = e.ID, e.Key, e.Type, e.AmountMinor, e.Currency, e.CreatedAt
+		}
+		insert = `WITH com AS (` + insert + `)
+			INSERT INTO ledger_entries (id, program_id, commission_id, key, type, amount_minor, currency, created_at)
+			SELECT u.id, ?, ?, u.key, u.type, u.amount, u.currency, u.created
+			FROM unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::timestamptz[])
+				AS u (id, key, type, amount, currency, created)
+			ON CONFLICT (commission_id, key) DO NOTHING`
+		args = append(args, c.ProgramID, c.ID, ids, keys, types, amounts, currencies, created)
+	}
+	_, err = tx.c.exec(ctx, insert, args...)
 	if isConflict(err) {
 		err = fmt.Errorf("%w: %w", hub.Errorf(hub.ECONFLICT, "conversion %s already has a commission", c.ConversionID), err)
 	}
 	if err != nil {
 		return fmt.Errorf("inserting commission %s: %w", c.ID, err)
+	}
+	if tx.c.pg {
+		return nil
 	}
 	for i := range c.Entries {
 		e := &c.Entries[i]

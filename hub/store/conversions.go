@@ -34,6 +34,9 @@ func (tx *Tx) FindConversion(ctx context.Context, programID, provider string, ke
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("finding conversion: no keys: %w", hub.ErrNotFound)
 	}
+	if tx.allAbsent(programID, provider, keys) {
+		return nil, fmt.Errorf("finding conversion by keys %v: %w", keys, hub.ErrNotFound)
+	}
 	// One probe of the primary key per alias: a plan that always uses the
 	// whole key, even before the table has statistics (an IN list let
 	// PostgreSQL scan every alias of the program while the table grew
@@ -70,42 +73,71 @@ func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 	c.ReceivedAt = normTime(c.ReceivedAt)
 	c.OccurredAt = normTime(c.OccurredAt)
 	c.Keys = uniq(c.Keys)
+	tx.forgetAbsent(c.ProgramID, c.Provider, c.Keys)
 	hints, err := jsonText(c.Hints)
 	if err != nil {
 		return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
 	}
-	_, err = tx.c.exec(ctx, `INSERT INTO conversions (`+conversionCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.ProgramID, c.SourceID, c.Provider, c.Kind, c.Livemode,
+	insert := `INSERT INTO conversions (` + conversionCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	args := []any{c.ID, c.ProgramID, c.SourceID, c.Provider, c.Kind, c.Livemode,
 		c.Customer.ProviderCustomerID, c.Customer.EmailHash,
 		c.BaseMinor, c.GrossMinor, c.TaxMinor, c.Currency, hints,
 		nullStr(c.PartnerID), c.AttributedBy, c.SubscriptionID,
-		c.RefundedMinor, c.RefundedBaseMinor, tx.c.ts(c.OccurredAt), tx.c.ts(c.ReceivedAt), tx.c.nullTS(c.StateAt))
-	if err != nil {
-		return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
+		c.RefundedMinor, c.RefundedBaseMinor, tx.c.ts(c.OccurredAt), tx.c.ts(c.ReceivedAt), tx.c.nullTS(c.StateAt)}
+	if len(c.Keys) == 0 {
+		if _, err := tx.c.exec(ctx, insert, args...); err != nil {
+			return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
+		}
+		return tx.insertLines(ctx, c)
 	}
-	// One statement for the aliases and one for the lines. A key that
-	// names another conversion already is not inserted, and not returned.
-	if len(c.Keys) > 0 {
-		now := tx.c.ts(tx.c.nowUTC())
-		args := make([]any, 0, 6*len(c.Keys))
+	// The aliases: a key that names another conversion already is not
+	// inserted, and not returned. On PostgreSQL they go in with the
+	// conversion, in one statement.
+	now := tx.c.ts(tx.c.nowUTC())
+	var keysInsert string
+	if tx.c.pg {
+		keysInsert = `WITH cv AS (` + insert + `)
+			INSERT INTO conversion_keys (program_id, provider, key, conversion_id, position, created_at)
+			SELECT ?, ?, u.key, ?, u.n - 1, ? FROM unnest(?::text[]) WITH ORDINALITY AS u (key, n)
+			ON CONFLICT DO NOTHING RETURNING key`
+		args = append(args, c.ProgramID, c.Provider, c.ID, now, c.Keys)
+	} else {
+		if _, err := tx.c.exec(ctx, insert, args...); err != nil {
+			return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
+		}
+		keysInsert = `INSERT INTO conversion_keys (program_id, provider, key, conversion_id, position, created_at)
+			VALUES ` + valueRows(len(c.Keys), 6) + ` ON CONFLICT DO NOTHING RETURNING key`
+		args = make([]any, 0, 6*len(c.Keys))
 		for i, k := range c.Keys {
 			args = append(args, c.ProgramID, c.Provider, k, c.ID, i, now)
 		}
-		added, err := list(ctx, tx.c, `INSERT INTO conversion_keys (program_id, provider, key, conversion_id, position, created_at)
-			VALUES `+valueRows(len(c.Keys), 6)+` ON CONFLICT DO NOTHING RETURNING key`, args, func(s scanner) (string, error) {
-			var k string
-			return k, s.Scan(&k)
-		})
-		if err != nil {
-			return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
-		}
-		for _, k := range c.Keys {
-			if !contains(added, k) {
-				return fmt.Errorf("inserting conversion %s: %w", c.ID, hub.Errorf(hub.ECONFLICT, "key %q already names another conversion", k))
-			}
+	}
+	added, err := list(ctx, tx.c, keysInsert, args, func(s scanner) (string, error) {
+		var k string
+		return k, s.Scan(&k)
+	})
+	if err != nil {
+		return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
+	}
+	if err := keysAdded(c, added); err != nil {
+		return err
+	}
+	return tx.insertLines(ctx, c)
+}
+
+// keysAdded fails with ECONFLICT unless every key of c was added.
+func keysAdded(c *hub.Conversion, added []string) error {
+	for _, k := range c.Keys {
+		if !contains(added, k) {
+			return fmt.Errorf("inserting conversion %s: %w", c.ID, hub.Errorf(hub.ECONFLICT, "key %q already names another conversion", k))
 		}
 	}
+	return nil
+}
+
+// insertLines inserts c's lines in one statement.
+func (tx *Tx) insertLines(ctx context.Context, c *hub.Conversion) error {
 	if len(c.Lines) > 0 {
 		args := make([]any, 0, 7*len(c.Lines))
 		for i, l := range c.Lines {
@@ -158,6 +190,7 @@ func (tx *Tx) AddAliases(ctx context.Context, c *hub.Conversion, keys []string) 
 		return fmt.Errorf("adding aliases to conversion %s: %w", c.ID, err)
 	}
 	now := tx.c.ts(tx.c.nowUTC())
+	tx.forgetAbsent(c.ProgramID, c.Provider, keys)
 	for _, k := range uniq(keys) {
 		if contains(c.Keys, k) {
 			continue

@@ -127,6 +127,50 @@ func testConversionAliases(t *testing.T, db *store.DB) {
 	}
 }
 
+// testConversionKeysLockedTogether: in a transaction that locks several
+// events' keys at once (a processing batch), keys found free at the lock
+// are found again as soon as the transaction gives them to a conversion,
+// and keys named before the lock are found as ever.
+func testConversionKeysLockedTogether(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	src := seedSource(t, db)
+	a := newConversion(src, "cs_old")
+	insertConversion(t, db, a)
+	mustTx(t, db, func(tx hub.Tx) error {
+		if err := tx.LockKeySets(ctx, []hub.KeySet{
+			{ProgramID: hub.DefaultProgramID, Provider: "stripe", Keys: []string{"cs_new", "pi_new"}},
+			{ProgramID: hub.DefaultProgramID, Provider: "stripe", Keys: []string{"cs_old", "ch_old"}},
+		}); err != nil {
+			return err
+		}
+		if got, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{"ch_old", "cs_old"}); err != nil || got.ID != a.ID {
+			t.Errorf("FindConversion(ch_old, cs_old) = %v, %v; want %s", got, err, a.ID)
+		}
+		if _, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{"cs_new", "pi_new"}); !errors.Is(err, hub.ErrNotFound) {
+			t.Errorf("FindConversion(cs_new, pi_new) before the insert: %v, want ErrNotFound", err)
+		}
+		b := newConversion(src, "cs_new")
+		if err := tx.InsertConversion(ctx, b); err != nil {
+			return err
+		}
+		if err := tx.AddAliases(ctx, b, []string{"pi_new"}); err != nil {
+			return err
+		}
+		if err := tx.AddAliases(ctx, a, []string{"ch_old"}); err != nil {
+			return err
+		}
+		for key, want := range map[string]string{"cs_new": b.ID, "pi_new": b.ID, "ch_old": a.ID} {
+			if got, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{key}); err != nil || got.ID != want {
+				t.Errorf("FindConversion(%s) in the transaction = %v, %v; want %s", key, got, err, want)
+			}
+		}
+		return nil
+	})
+	if got, err := findConversion(t, db, "pi_new"); err != nil || len(got.Keys) != 2 {
+		t.Errorf("after commit: FindConversion(pi_new) = %+v, %v; want the new conversion with 2 keys", got, err)
+	}
+}
+
 func testConversionHistory(t *testing.T, db *store.DB) {
 	ctx := t.Context()
 	src := seedSource(t, db)
@@ -480,9 +524,34 @@ func testCommissionLedger(t *testing.T, db *store.DB) {
 		t.Errorf("ListCommissions vs GetCommission (-get +list):\n%s", diff)
 	}
 	err = db.InTx(ctx, func(tx hub.Tx) error {
-		return tx.InsertCommission(ctx, &hub.Commission{ConversionID: c.ID, PartnerID: ptn.ID, Currency: "EUR"})
+		return tx.InsertCommission(ctx, &hub.Commission{ConversionID: c.ID, PartnerID: ptn.ID, Currency: "EUR",
+			Entries: []hub.LedgerEntry{{Key: "earned:again", Type: hub.EntryEarned, AmountMinor: 5, Currency: "EUR"}}})
 	})
 	wantCode(t, err, hub.ECONFLICT)
+
+	// A commission inserted with its entries stores them with it.
+	c2 := newConversion(src, "pi_led2")
+	insertConversion(t, db, c2)
+	com2 := &hub.Commission{ConversionID: c2.ID, PartnerID: ptn.ID, RateBPS: 500, Currency: "EUR", HoldUntil: t0,
+		Entries: []hub.LedgerEntry{
+			{Key: "earned", Type: hub.EntryEarned, AmountMinor: 450, Currency: "EUR"},
+			{Key: "reversal:re_2", Type: hub.EntryReversal, AmountMinor: -50, Currency: "EUR"},
+		}}
+	mustTx(t, db, func(tx hub.Tx) error { return tx.InsertCommission(ctx, com2) })
+	mustTx(t, db, func(tx hub.Tx) error {
+		got, err := tx.GetCommission(ctx, c2.ID)
+		if err != nil {
+			return err
+		}
+		if got.NetMinor != 400 || len(got.Entries) != 2 || got.Entries[0].ID != com2.Entries[0].ID ||
+			got.Entries[1].CommissionID != com2.ID || got.Entries[1].ProgramID != hub.DefaultProgramID {
+			t.Errorf("commission inserted with entries: net %d, entries %+v; want 400 from %+v", got.NetMinor, got.Entries, com2.Entries)
+		}
+		return nil
+	})
+	if list, err := db.ListCommissions(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{}); err != nil || len(list) != 2 || list[1].NetMinor != 600 {
+		t.Errorf("after the refused second commission: %d commissions (%v), want 2 and the first still at 600", len(list), err)
+	}
 }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

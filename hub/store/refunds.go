@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/partnerhub/partnerhub/hub"
 )
@@ -37,6 +39,7 @@ func (tx *Tx) UpsertRefund(ctx context.Context, r *hub.Refund) (*hub.Refund, boo
 			return nil, false, err
 		}
 		if inserted {
+			tx.keepParked(r)
 			return r, true, nil
 		}
 		// Another transaction inserted it first: update that row instead.
@@ -78,6 +81,7 @@ func (tx *Tx) UpsertRefund(ctx context.Context, r *hub.Refund) (*hub.Refund, boo
 	if err != nil {
 		return nil, false, fmt.Errorf("upserting refund %s: %w", r.ExternalID, err)
 	}
+	tx.keepParked(&next)
 	return &next, changed, nil
 }
 
@@ -135,16 +139,63 @@ func (tx *Tx) ConversionRefunds(ctx context.Context, conversionID string) ([]*hu
 	return out, nil
 }
 
+// parkedRefunds is a transaction's copy of the parked refunds of one
+// program and provider, read while it held locks locks.
+type parkedRefunds struct {
+	locks int
+	list  []*hub.Refund
+}
+
 // ParkedRefunds lists refunds of the program and provider that wait for
-// their sale, oldest first.
+// their sale, oldest first. The list is read once per transaction and kept
+// up to date by UpsertRefund; it is read again after the transaction locks
+// more payment keys (PostgreSQL), since a refund of a newly locked payment
+// may have been parked in between.
 func (tx *Tx) ParkedRefunds(ctx context.Context, programID, provider string) ([]*hub.Refund, error) {
+	pk := programID + "|" + provider
+	if c := tx.parked[pk]; c != nil && c.locks == len(tx.held) {
+		return copyRefunds(c.list), nil
+	}
 	out, err := list(ctx, tx.c, `SELECT `+refundCols+` FROM refunds
 		WHERE program_id = ? AND provider = ? AND conversion_id IS NULL
 		ORDER BY occurred_at, id`, []any{programID, provider}, scanRefund)
 	if err != nil {
 		return nil, fmt.Errorf("listing parked refunds: %w", err)
 	}
+	if tx.parked == nil {
+		tx.parked = map[string]*parkedRefunds{}
+	}
+	tx.parked[pk] = &parkedRefunds{locks: len(tx.held), list: copyRefunds(out)}
 	return out, nil
+}
+
+// keepParked updates the transaction's parked list with a refund it stored.
+func (tx *Tx) keepParked(r *hub.Refund) {
+	c := tx.parked[r.ProgramID+"|"+r.Provider]
+	if c == nil {
+		return
+	}
+	c.list = slices.DeleteFunc(c.list, func(p *hub.Refund) bool { return p.ID == r.ID })
+	if r.ConversionID != "" {
+		return
+	}
+	cp := *r
+	i, _ := slices.BinarySearchFunc(c.list, &cp, func(a, b *hub.Refund) int {
+		if n := a.OccurredAt.Compare(b.OccurredAt); n != 0 {
+			return n
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	c.list = slices.Insert(c.list, i, &cp)
+}
+
+func copyRefunds(rs []*hub.Refund) []*hub.Refund {
+	out := make([]*hub.Refund, len(rs))
+	for i, r := range rs {
+		cp := *r
+		out[i] = &cp
+	}
+	return out
 }
 
 // ListRefunds lists a program's refunds and chargebacks, newest first.

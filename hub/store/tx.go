@@ -26,6 +26,15 @@ type Tx struct {
 	partners  map[string]*hub.Partner // by program|id
 	// held is the advisory locks taken (PostgreSQL): a lock is taken once.
 	held map[int64]bool
+	// absent is the payment keys, by lock id, that no conversion had when
+	// LockKeySets locked them with other events' keys: under their locks
+	// no other transaction can add them, so FindConversion answers for
+	// them without a query until this transaction adds one.
+	absent map[int64]bool
+	// byCode caches FindPartnerByCode by program|code (nil: no partner).
+	byCode map[string]*hub.Partner
+	// parked caches ParkedRefunds by program|provider.
+	parked map[string]*parkedRefunds
 	// later is what is written just before COMMIT.
 	later deferred
 }
@@ -88,7 +97,66 @@ func (tx *Tx) LockKeySets(ctx context.Context, sets []hub.KeySet) error {
 	for _, id := range ids {
 		tx.held[id] = true
 	}
+	if len(sets) > 1 {
+		return tx.probeKeys(ctx, sets)
+	}
 	return nil
+}
+
+// probeKeys records which keys of sets no conversion has (see Tx.absent),
+// in one statement. It runs after the keys are locked, in a statement of
+// its own, so that it sees every alias committed before the locks were
+// granted.
+func (tx *Tx) probeKeys(ctx context.Context, sets []hub.KeySet) error {
+	var programs, providers, keys []string
+	for _, s := range sets {
+		for _, k := range s.Keys {
+			programs, providers, keys = append(programs, s.ProgramID), append(providers, s.Provider), append(keys, k)
+		}
+	}
+	// LIMIT 1 keeps each probe a lookup of the primary key, whatever the
+	// table's statistics say.
+	found, err := list(ctx, tx.c, `SELECT u.p, u.v, u.k FROM unnest(?::text[], ?::text[], ?::text[]) AS u (p, v, k)
+		CROSS JOIN LATERAL (SELECT 1 FROM conversion_keys AS c
+			WHERE c.program_id = u.p AND c.provider = u.v AND c.key = u.k LIMIT 1) AS f`,
+		[]any{programs, providers, keys}, func(s scanner) (int64, error) {
+			var p, v, k string
+			err := s.Scan(&p, &v, &k)
+			return LockID(p, v, k), err
+		})
+	if err != nil {
+		return fmt.Errorf("probing conversion keys: %w", err)
+	}
+	if tx.absent == nil {
+		tx.absent = make(map[int64]bool, len(keys))
+	}
+	for i, k := range keys {
+		tx.absent[LockID(programs[i], providers[i], k)] = true
+	}
+	for _, id := range found {
+		delete(tx.absent, id)
+	}
+	return nil
+}
+
+// allAbsent reports whether every key is known to name no conversion.
+func (tx *Tx) allAbsent(programID, provider string, keys []string) bool {
+	if len(tx.absent) == 0 || len(keys) == 0 {
+		return false
+	}
+	for _, k := range keys {
+		if !tx.absent[LockID(programID, provider, k)] {
+			return false
+		}
+	}
+	return true
+}
+
+// forgetAbsent is called before keys are added to a conversion.
+func (tx *Tx) forgetAbsent(programID, provider string, keys []string) {
+	for _, k := range keys {
+		delete(tx.absent, LockID(programID, provider, k))
+	}
 }
 
 // LockID is the 64-bit PostgreSQL advisory lock id that Tx.LockKeys takes
