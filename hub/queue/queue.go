@@ -313,7 +313,8 @@ func (q *Queue) EnqueueDelivery(ctx context.Context, deliveryID string, attempt 
 type Handlers struct {
 	Process func(ctx context.Context, inboundID string) error
 	// ProcessBatch applies several inbound events together; optional (by
-	// default each is given to Process).
+	// default each is given to Process). When set, it also runs the
+	// hub:process tasks, with one id each.
 	ProcessBatch func(ctx context.Context, ids []string) error
 	Deliver      func(ctx context.Context, deliveryID string, attempt int) error
 	Sweep        func(ctx context.Context) error
@@ -333,6 +334,11 @@ func (q *Queue) StartWorker(h Handlers) error {
 		var p idPayload
 		if err := json.Unmarshal(t.Payload(), &p); err != nil {
 			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
+		}
+		if h.ProcessBatch != nil {
+			// Single events go the batch way too, so that concurrent
+			// tasks can share a transaction.
+			return h.ProcessBatch(ctx, []string{p.ID})
 		}
 		return h.Process(ctx, p.ID)
 	})

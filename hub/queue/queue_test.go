@@ -191,6 +191,41 @@ func TestProcessBatch(t *testing.T) {
 	}
 }
 
+// TestProcessTaskJoinsBatches: with a ProcessBatch handler, a single
+// event's hub:process task is handed to it (where concurrent tasks share
+// a transaction), not to Process.
+func TestProcessTaskJoinsBatches(t *testing.T) {
+	q := openQueue(t, os.Getenv("REDIS_URL"))
+	ctx := context.Background()
+	if err := q.EnqueueProcess(ctx, "inb_single"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []string, 1)
+	err := q.StartWorker(queue.Handlers{
+		Process: func(_ context.Context, id string) error {
+			t.Errorf("Process(%s) called; want the batch handler", id)
+			return nil
+		},
+		ProcessBatch: func(_ context.Context, ids []string) error {
+			got <- ids
+			return nil
+		},
+		Deliver: func(context.Context, string, int) error { return nil },
+		Sweep:   func(context.Context) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ids := <-got:
+		if len(ids) != 1 || ids[0] != "inb_single" {
+			t.Errorf("ProcessBatch(%v), want [inb_single]", ids)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the hub:process task did not run within 20 s")
+	}
+}
+
 // TestEmbeddedTTLsRunWithTheClock: keys with a TTL in the in-process
 // Redis (asynq's leases and unique locks) expire as time passes, as they
 // do on a real Redis.
