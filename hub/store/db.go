@@ -15,8 +15,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/partnerhub/partnerhub/hub"
 	"github.com/partnerhub/partnerhub/hub/metrics"
@@ -49,7 +50,31 @@ type DB struct {
 	db      *sql.DB
 	c       *conn
 	dialect string
+	// hot runs the dispatcher's batched statements (see hotParams); on
+	// SQLite it is c.
+	hot   *conn
+	hotDB *sql.DB
 }
+
+// hotParams are the session settings of the PostgreSQL connections that
+// run the dispatcher's statements: the batched loads and writes of
+// deliveries by primary key, tens of thousands a minute under load.
+// Without them PostgreSQL plans those statements (they take arrays) again
+// at every execution, a third of its CPU. A generic plan is made once per
+// connection instead; since it may be made while the tables are still
+// empty, when any scan looks cheap, scans and hash or merge joins are
+// ruled out, so the plan is the index lookup that stays right at any
+// table size.
+var hotParams = map[string]string{
+	"plan_cache_mode":  "force_generic_plan",
+	"enable_seqscan":   "off",
+	"enable_hashjoin":  "off",
+	"enable_mergejoin": "off",
+}
+
+// hotConns is the size of the dispatcher's pool: its loads, records and
+// holds run at most outbound.Config.BatchConcurrency (2) at once each.
+const hotConns = 6
 
 var (
 	_ hub.Store = (*DB)(nil)
@@ -94,17 +119,35 @@ func openPostgres(cfg Config) (*DB, error) {
 		}
 		return nil, fmt.Errorf("opening store: parsing DATABASE_URL: %w", err)
 	}
-	sdb, err := sql.Open("pgx", cfg.URL)
+	pcfg, err := pgx.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("opening store: %w", err)
+		// The error quotes the URL (password masked): keep only the cause.
+		if cause := errors.Unwrap(err); cause != nil {
+			err = cause
+		}
+		return nil, fmt.Errorf("opening store: parsing DATABASE_URL: %w", err)
 	}
+	sdb := stdlib.OpenDB(*pcfg)
 	// Every open connection may stay idle: closing one that a burst
 	// opened costs a PostgreSQL backend's exit, and the next burst a
 	// fork and a cold catalog cache. Idle ones close after five minutes.
 	sdb.SetMaxOpenConns(20)
 	sdb.SetMaxIdleConns(20)
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
-	return newDB(sdb, DialectPostgres, cfg.Cipher), nil
+	db := newDB(sdb, DialectPostgres, cfg.Cipher)
+
+	hcfg := pcfg.Copy()
+	for k, v := range hotParams {
+		hcfg.RuntimeParams[k] = v
+	}
+	db.hotDB = stdlib.OpenDB(*hcfg)
+	db.hotDB.SetMaxOpenConns(hotConns)
+	db.hotDB.SetMaxIdleConns(hotConns)
+	db.hotDB.SetConnMaxIdleTime(5 * time.Minute)
+	hot := *db.c
+	hot.q = db.hotDB
+	db.hot = &hot
+	return db, nil
 }
 
 // openSQLite opens path with WAL, a busy timeout and foreign keys, on a
@@ -139,11 +182,8 @@ func openSQLite(ctx context.Context, cfg Config, path string) (*DB, error) {
 }
 
 func newDB(sdb *sql.DB, dialect string, cipher hub.Cipher) *DB {
-	return &DB{
-		db:      sdb,
-		c:       &conn{q: sdb, pg: dialect == DialectPostgres, cipher: cipher, now: time.Now, stmts: metrics.SQLStatements(dialect)},
-		dialect: dialect,
-	}
+	c := &conn{q: sdb, pg: dialect == DialectPostgres, cipher: cipher, now: time.Now, stmts: metrics.SQLStatements(dialect)}
+	return &DB{db: sdb, c: c, hot: c, dialect: dialect}
 }
 
 // Dialect returns "sqlite" or "postgres".
@@ -162,7 +202,12 @@ func (db *DB) Ping(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.db.Close() }
+func (db *DB) Close() error {
+	if db.hotDB != nil {
+		_ = db.hotDB.Close()
+	}
+	return db.db.Close()
+}
 
 // InTx runs fn in one transaction, committing when fn returns nil and
 // rolling back otherwise (fn's error is returned as is). On SQLite the

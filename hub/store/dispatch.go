@@ -94,6 +94,31 @@ func (db *DB) RecordAttempts(ctx context.Context, ds []*hub.Delivery, as []*hub.
 	return errs
 }
 
+// recordAttemptsSQL updates the deliveries whose stored attempts are one
+// less than their attempt's number and inserts those attempts. The
+// update returns each attempt's columns with its delivery's program, so
+// the insert needs no join.
+const recordAttemptsSQL = `WITH v AS (
+		SELECT * FROM unnest(?::text[], ?::text[], ?::int[], ?::timestamptz[], ?::text[], ?::int[], ?::text[],
+			?::int[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::text[])
+		AS v (id, status, attempts, next_at, last_error, number, att_id, status_code, latency_ms, error,
+			response_body, created_at, response_headers)
+	),
+	upd AS (
+		UPDATE deliveries AS d SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
+			last_error = v.last_error, updated_at = ?
+		FROM v WHERE d.id = v.id AND d.attempts = v.number - 1
+		RETURNING d.id, d.program_id, v.att_id, v.number, v.status_code, v.latency_ms, v.error,
+			v.response_body, v.created_at, v.response_headers
+	),
+	ins AS (
+		INSERT INTO attempts
+			(id, program_id, delivery_id, number, status_code, latency_ms, error, response_body, created_at, response_headers)
+		SELECT att_id, program_id, id, number, status_code, latency_ms, error, response_body, created_at, response_headers
+		FROM upd
+	)
+	SELECT id FROM upd`
+
 // recordPG records the attempts of chunk whose delivery's stored attempts
 // are one less than their number, in one statement (one round trip, no
 // explicit transaction): it updates those deliveries and inserts their
@@ -116,26 +141,7 @@ func (db *DB) recordPG(ctx context.Context, ds []*hub.Delivery, as []*hub.Attemp
 		numbers[k], attIDs[k], codes[k], latencies[k] = int32(a.Number), a.ID, int32(a.StatusCode), a.LatencyMS
 		errs[k], bodies[k], created[k], hdrs[k] = a.Error, a.ResponseBody, a.CreatedAt, headers[i]
 	}
-	rows, err := list(ctx, db.c, `WITH v AS (
-		SELECT * FROM unnest(?::text[], ?::text[], ?::int[], ?::timestamptz[], ?::text[], ?::int[], ?::text[],
-			?::int[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::text[])
-		AS v (id, status, attempts, next_at, last_error, number, att_id, status_code, latency_ms, error,
-			response_body, created_at, response_headers)
-	),
-	upd AS (
-		UPDATE deliveries AS d SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
-			last_error = v.last_error, updated_at = ?
-		FROM v WHERE d.id = v.id AND d.attempts = v.number - 1
-		RETURNING d.id, d.program_id
-	),
-	ins AS (
-		INSERT INTO attempts
-			(id, program_id, delivery_id, number, status_code, latency_ms, error, response_body, created_at, response_headers)
-		SELECT v.att_id, upd.program_id, v.id, v.number, v.status_code, v.latency_ms, v.error, v.response_body,
-			v.created_at, v.response_headers
-		FROM upd JOIN v ON v.id = upd.id
-	)
-	SELECT id FROM upd`,
+	rows, err := list(ctx, db.hot, recordAttemptsSQL,
 		[]any{ids, statuses, attempts, nexts, lastErrors, numbers, attIDs, codes, latencies, errs, bodies, created, hdrs,
 			db.c.ts(now)},
 		func(s scanner) (string, error) {
@@ -252,6 +258,15 @@ func (db *DB) DeferDeliveries(ctx context.Context, ids []string, attempts []int,
 	return moved, nil
 }
 
+// deferDeliveriesSQL moves pending deliveries' next attempts. The status
+// is compared through coalesce so that it is checked on each row found by
+// primary key: as a plain equality, a generic plan made on an empty table
+// scanned every pending delivery through deliveries_due instead.
+const deferDeliveriesSQL = `UPDATE deliveries AS d SET next_attempt_at = v.at, updated_at = ?
+		FROM unnest(?::text[], ?::int[], ?::timestamptz[]) AS v (id, attempts, at)
+		WHERE d.id = v.id AND coalesce(d.status, '') = ? AND d.attempts = v.attempts
+		RETURNING d.id, d.attempts`
+
 func (db *DB) deferPG(ctx context.Context, ids []string, attempts []int, at []time.Time, now any, moved []bool) error {
 	n32 := make([]int32, len(attempts))
 	ats := make([]time.Time, len(at))
@@ -262,10 +277,7 @@ func (db *DB) deferPG(ctx context.Context, ids []string, attempts []int, at []ti
 		id       string
 		attempts int
 	}
-	rows, err := list(ctx, db.c, `UPDATE deliveries AS d SET next_attempt_at = v.at, updated_at = ?
-		FROM unnest(?::text[], ?::int[], ?::timestamptz[]) AS v (id, attempts, at)
-		WHERE d.id = v.id AND d.status = ? AND d.attempts = v.attempts
-		RETURNING d.id, d.attempts`, []any{now, ids, n32, ats, hub.DeliveryPending},
+	rows, err := list(ctx, db.hot, deferDeliveriesSQL, []any{now, ids, n32, ats, hub.DeliveryPending},
 		func(s scanner) (row, error) {
 			var r row
 			err := s.Scan(&r.id, &r.attempts)
@@ -351,6 +363,16 @@ func (db *DB) AutoDisableEndpoint(ctx context.Context, id, reason string, at tim
 	return ep, out, nil
 }
 
+// deliveryTargetsSQL loads deliveries with their events and endpoints;
+// the condition on d.id follows.
+const deliveryTargetsSQL = `SELECT d.id, d.program_id, d.event_id, d.endpoint_id, d.event_type, d.status,
+		d.attempts, d.next_attempt_at, d.last_error, d.created_at, d.updated_at,
+		e.id, e.program_id, e.type, e.partner_id, e.data, e.created_at,
+		p.id, p.program_id, p.url, p.description, p.event_types, p.partner_id, p.secret, p.enabled, p.created_at,
+		p.settings, p.previous_secret, p.previous_secret_until, p.disabled_reason, p.failing_since
+		FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id
+		WHERE `
+
 // DeliveryTargets is DeliveryTarget for several deliveries in one query:
 // for each id, the delivery, its event and its endpoint (secrets in
 // clear), at the same index; nils where the delivery is gone.
@@ -387,13 +409,7 @@ func (db *DB) DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Deliver
 		uniq[i] = a.(string)
 	}
 	where, args := db.c.idIn("d.id", uniq)
-	rows, err := db.c.query(ctx, `SELECT d.id, d.program_id, d.event_id, d.endpoint_id, d.event_type, d.status,
-		d.attempts, d.next_attempt_at, d.last_error, d.created_at, d.updated_at,
-		e.id, e.program_id, e.type, e.partner_id, e.data, e.created_at,
-		p.id, p.program_id, p.url, p.description, p.event_types, p.partner_id, p.secret, p.enabled, p.created_at,
-		p.settings, p.previous_secret, p.previous_secret_until, p.disabled_reason, p.failing_since
-		FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id
-		WHERE `+where, args...)
+	rows, err := db.hot.query(ctx, deliveryTargetsSQL+where, args...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("loading deliveries: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,5 +107,32 @@ func testLockKeys(t *testing.T, db *store.DB) {
 	}
 	if diff := cmp.Diff([]string{"tx1 commits", "tx2 locked"}, order); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}
+
+// testHotPlans: the dispatcher's statements, planned once per connection
+// while the tables are empty (when a scan of the whole table looks
+// cheapest), still look deliveries up by primary key: their plans stay
+// right as the tables grow.
+func testHotPlans(t *testing.T, db *store.DB) {
+	plans, err := store.HotPlans(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) != 3 {
+		t.Fatalf("plans for %d statements, want 3", len(plans))
+	}
+	for name, plan := range plans {
+		for _, bad := range []string{"Seq Scan on deliveries", "Seq Scan on events", "Seq Scan on endpoints", "Hash Join", "Merge Join"} {
+			if strings.Contains(plan, bad) {
+				t.Errorf("%s: the plan has %q:\n%s", name, bad, plan)
+			}
+		}
+		if !strings.Contains(plan, "deliveries_pkey") {
+			t.Errorf("%s: the plan does not use deliveries_pkey:\n%s", name, plan)
+		}
+		if testing.Verbose() {
+			t.Logf("%s:\n%s", name, plan)
+		}
 	}
 }

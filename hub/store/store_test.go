@@ -52,6 +52,7 @@ var suite = []suiteTest{
 	{name: "migrate_idempotent", fn: testMigrateIdempotent},
 	{name: "closed_store_unavailable", fn: testClosedUnavailable},
 	{name: "lock_keys_serializes", fn: testLockKeys, pgOnly: true},
+	{name: "hot_plans", fn: testHotPlans, pgOnly: true},
 }
 
 func TestStore(t *testing.T) {
@@ -131,6 +132,12 @@ func TestOpenConfig(t *testing.T) {
 		_, err := store.Open(ctx, store.Config{URL: "mysql://root:hunter2@db/x", Cipher: cipher})
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
 			t.Fatalf("err = %v, want an error without the password", err)
+		}
+	})
+	t.Run("bad_postgres_url_hides_password", func(t *testing.T) {
+		_, err := store.Open(ctx, store.Config{URL: "postgres://root:hunter2@127.0.0.1:1/x?connect_timeout=abc", Cipher: cipher})
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "DATABASE_URL") {
+			t.Fatalf("err = %v, want an error naming DATABASE_URL without the password", err)
 		}
 	})
 	t.Run("creates_data_dir", func(t *testing.T) {

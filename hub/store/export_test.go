@@ -1,0 +1,50 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// HotPlans returns the plans the dispatcher's connections use for their
+// statements, as EXPLAIN EXECUTE prints them on one of those connections
+// (PostgreSQL only). Under force_generic_plan they are the generic plans
+// every later execution reuses.
+func HotPlans(ctx context.Context, db *DB) (map[string]string, error) {
+	c, err := db.hotDB.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	stmts := []struct{ name, sql, args string }{
+		{"delivery_targets", deliveryTargetsSQL + "d.id = ANY(?::text[])", `'{dlv_a,dlv_b}'`},
+		{"record_attempts", recordAttemptsSQL,
+			`'{dlv_a}', '{delivered}', '{1}', '{2026-01-01}', '{""}', '{1}', '{att_a}', '{200}', '{5}', '{""}', '{ok}', '{2026-01-01}', '{"{}"}', now()`},
+		{"defer_deliveries", deferDeliveriesSQL, `now(), '{dlv_a}', '{1}', '{2026-01-01}', 'pending'`},
+	}
+	out := map[string]string{}
+	for _, s := range stmts {
+		if _, err := c.ExecContext(ctx, "PREPARE hot_"+s.name+" AS "+db.hot.rebind(s.sql)); err != nil {
+			return nil, fmt.Errorf("preparing %s: %w", s.name, err)
+		}
+		rows, err := c.QueryContext(ctx, "EXPLAIN EXECUTE hot_"+s.name+"("+s.args+")")
+		if err != nil {
+			return nil, fmt.Errorf("explaining %s: %w", s.name, err)
+		}
+		var lines []string
+		for rows.Next() {
+			var l string
+			if err := rows.Scan(&l); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			lines = append(lines, l)
+		}
+		rows.Close()
+		if _, err := c.ExecContext(ctx, "DEALLOCATE hot_"+s.name); err != nil {
+			return nil, err
+		}
+		out[s.name] = strings.Join(lines, "\n")
+	}
+	return out, nil
+}
