@@ -213,7 +213,7 @@ type inboundItem struct {
 // The payments of all events are locked before any is applied.
 func (s *Service) applyInbound(ctx context.Context, ids []string) ([]*Delivery, error) {
 	var deliveries []*Delivery
-	err := s.st.InTx(ctx, func(tx Tx) error {
+	err := s.st.InProcessTx(ctx, func(tx Tx) error {
 		deliveries = deliveries[:0]
 		evs, err := tx.ClaimInbound(ctx, ids)
 		if err != nil {

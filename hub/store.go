@@ -31,6 +31,9 @@ type Store interface {
 
 	// InTx runs fn in one transaction, committing when fn returns nil.
 	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// InProcessTx is InTx for applying inbound events (the store may run
+	// these on connections tuned for them).
+	InProcessTx(ctx context.Context, fn func(tx Tx) error) error
 
 	GetProgram(ctx context.Context, id string) (*Program, error)
 	UpdateProgram(ctx context.Context, p *Program) error

@@ -50,21 +50,23 @@ type DB struct {
 	db      *sql.DB
 	c       *conn
 	dialect string
-	// hot runs the dispatcher's batched statements (see hotParams); on
-	// SQLite it is c.
+	// hot runs the dispatcher's batched statements and the transactions
+	// that apply inbound events (see hotParams); on SQLite it is c.
 	hot   *conn
 	hotDB *sql.DB
 }
 
 // hotParams are the session settings of the PostgreSQL connections that
-// run the dispatcher's statements: the batched loads and writes of
-// deliveries by primary key, tens of thousands a minute under load.
-// Without them PostgreSQL plans those statements (they take arrays) again
-// at every execution, a third of its CPU. A generic plan is made once per
-// connection instead; since it may be made while the tables are still
-// empty, when any scan looks cheap, scans and hash or merge joins are
-// ruled out, so the plan is the index lookup that stays right at any
-// table size.
+// run the dispatcher's statements (the batched loads and writes of
+// deliveries by primary key, tens of thousands a minute under load) and
+// the transactions that apply inbound events (lookups by key, batch
+// writes). Without them PostgreSQL plans the statements that take arrays
+// again at every execution, a third of its CPU, and may switch to a
+// generic plan made while the tables were nearly empty, which scans them.
+// Here a generic plan is made once per connection, with scans and hash
+// or merge joins ruled out, so it is the index lookup that stays right at
+// any table size. Operator and API queries keep the default planning on
+// the main pool.
 var hotParams = map[string]string{
 	"plan_cache_mode":  "force_generic_plan",
 	"enable_seqscan":   "off",
@@ -72,9 +74,14 @@ var hotParams = map[string]string{
 	"enable_mergejoin": "off",
 }
 
-// hotConns is the size of the dispatcher's pool: its loads, records and
-// holds run at most outbound.Config.BatchConcurrency (2) at once each.
-const hotConns = 6
+// hotConns is the size of the hot pool: the dispatcher's loads, records
+// and holds run at most outbound.Config.BatchConcurrency (2) at once
+// each, and processing at most two transactions at once. With the main
+// pool's 16, a hub opens at most 26 connections.
+const (
+	hotConns  = 10
+	mainConns = 16
+)
 
 var (
 	_ hub.Store = (*DB)(nil)
@@ -131,8 +138,8 @@ func openPostgres(cfg Config) (*DB, error) {
 	// Every open connection may stay idle: closing one that a burst
 	// opened costs a PostgreSQL backend's exit, and the next burst a
 	// fork and a cold catalog cache. Idle ones close after five minutes.
-	sdb.SetMaxOpenConns(20)
-	sdb.SetMaxIdleConns(20)
+	sdb.SetMaxOpenConns(mainConns)
+	sdb.SetMaxIdleConns(mainConns)
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
 	db := newDB(sdb, DialectPostgres, cfg.Cipher)
 
@@ -216,9 +223,23 @@ func (db *DB) InTx(ctx context.Context, fn func(tx hub.Tx) error) error {
 	return db.inTx(ctx, func(tx *Tx) error { return fn(tx) })
 }
 
-func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+// InProcessTx is InTx for applying inbound events: on PostgreSQL it runs
+// on the connections whose plans are fixed to index lookups (hotParams).
+func (db *DB) InProcessTx(ctx context.Context, fn func(tx hub.Tx) error) error {
+	sdb := db.db
+	if db.hotDB != nil {
+		sdb = db.hotDB
+	}
+	return db.inTxOn(ctx, sdb, func(tx *Tx) error { return fn(tx) })
+}
+
+func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {
+	return db.inTxOn(ctx, db.db, fn)
+}
+
+func (db *DB) inTxOn(ctx context.Context, sdb *sql.DB, fn func(tx *Tx) error) (err error) {
 	db.c.count() // BEGIN
-	stx, err := db.db.BeginTx(ctx, nil)
+	stx, err := sdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", db.c.classify(err))
 	}

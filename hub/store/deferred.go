@@ -44,6 +44,16 @@ func (tx *Tx) GetSource(ctx context.Context, id string) (*hub.Source, error) {
 	return tx.c.getSource(ctx, id)
 }
 
+// claimSQL selects the received events among those where names. The
+// status is compared through coalesce so that it is checked on each row
+// found by primary key: as a plain equality, PostgreSQL may walk every
+// received event through inbound_events_due instead, a growing cost
+// under a backlog.
+func claimSQL(where, forUpdate string) string {
+	return `SELECT ` + inboundCols + ` FROM inbound_events WHERE ` + where + ` AND coalesce(status, '') = ?
+		ORDER BY id` + forUpdate
+}
+
 // ClaimInbound returns those of ids that are still received, with their
 // bodies, in id order, and locks their rows until the transaction ends (on
 // PostgreSQL; SQLite's single writer serializes already): a concurrent
@@ -54,8 +64,7 @@ func (tx *Tx) ClaimInbound(ctx context.Context, ids []string) ([]*hub.InboundEve
 		return nil, nil
 	}
 	where, args := tx.c.idIn("id", ids)
-	evs, err := list(ctx, tx.c, `SELECT `+inboundCols+` FROM inbound_events WHERE `+where+` AND status = ?
-		ORDER BY id`+tx.c.forUpdate(), append(args, hub.InboundReceived), scanInbound)
+	evs, err := list(ctx, tx.c, claimSQL(where, tx.c.forUpdate()), append(args, hub.InboundReceived), scanInbound)
 	if err != nil {
 		return nil, fmt.Errorf("claiming %d inbound events: %w", len(ids), err)
 	}
@@ -215,6 +224,15 @@ func (tx *Tx) flushResults(ctx context.Context, rs []inboundResult) error {
 	return nil
 }
 
+// finishInboundSQL writes the claimed events' final states and tags
+// (PostgreSQL).
+const finishInboundSQL = `UPDATE inbound_events AS i SET status = v.status, last_error = v.last_error,
+		processed_at = v.processed_at, subject = CASE WHEN v.tagged THEN v.subject ELSE i.subject END,
+		customer_ref = CASE WHEN v.tagged THEN v.customer_ref ELSE i.customer_ref END
+		FROM (SELECT *, subject IS NOT NULL AS tagged FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::text[])
+			AS u (id, status, last_error, processed_at, subject, customer_ref)) AS v
+		WHERE i.id = v.id`
+
 func (tx *Tx) flushClaims(ctx context.Context) error {
 	l := &tx.later
 	for _, id := range l.order {
@@ -251,12 +269,7 @@ func (tx *Tx) flushClaims(ctx context.Context) error {
 			subjects[i], customers[i] = &c.subject, &c.customer
 		}
 	}
-	_, err := tx.c.exec(ctx, `UPDATE inbound_events AS i SET status = v.status, last_error = v.last_error,
-		processed_at = v.processed_at, subject = CASE WHEN v.tagged THEN v.subject ELSE i.subject END,
-		customer_ref = CASE WHEN v.tagged THEN v.customer_ref ELSE i.customer_ref END
-		FROM (SELECT *, subject IS NOT NULL AS tagged FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::text[])
-			AS u (id, status, last_error, processed_at, subject, customer_ref)) AS v
-		WHERE i.id = v.id`, ids, statuses, errs, ats, subjects, customers)
+	_, err := tx.c.exec(ctx, finishInboundSQL, ids, statuses, errs, ats, subjects, customers)
 	if err != nil {
 		return fmt.Errorf("finishing %d inbound events: %w", n, err)
 	}
