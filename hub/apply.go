@@ -438,8 +438,12 @@ func (a *applier) joinParked(ctx context.Context, c *Conversion) ([]*Refund, err
 		if r.Currency != "" && c.Currency != "" && r.Currency != c.Currency {
 			continue // stays parked, visible to operators: it cannot count in another currency
 		}
-		r.ConversionID = c.ID
-		stored, _, err := a.tx.UpsertRefund(ctx, r)
+		// The join sets only the conversion: the refund's facts are read
+		// back as they are now, not as they were listed.
+		stored, err := a.tx.JoinRefund(ctx, r.ID, c.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue // joined meanwhile
+		}
 		if err != nil {
 			return nil, fmt.Errorf("joining parked refund %s: %w", r.ID, err)
 		}

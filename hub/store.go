@@ -207,6 +207,10 @@ type Tx interface {
 	// ConversionRefunds lists the refunds and chargebacks joined to a
 	// conversion.
 	ConversionRefunds(ctx context.Context, conversionID string) ([]*Refund, error)
+	// JoinRefund attaches a parked refund to its conversion and returns
+	// the refund as stored now, or an error wrapping ErrNotFound when it
+	// is no longer parked. Nothing else of the refund changes.
+	JoinRefund(ctx context.Context, id, conversionID string) (*Refund, error)
 	// ParkedRefunds lists refunds of the program and provider that wait for
 	// their sale.
 	ParkedRefunds(ctx context.Context, programID, provider string) ([]*Refund, error)

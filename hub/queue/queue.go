@@ -187,8 +187,12 @@ type idPayload struct {
 func (q *Queue) EnqueueProcess(ctx context.Context, inboundID string) error {
 	b, _ := json.Marshal(idPayload{ID: inboundID})
 	return q.enqueue(ctx, asynq.NewTask(hub.TaskProcess, b), "process:"+inboundID,
-		asynq.MaxRetry(20), asynq.Timeout(time.Minute))
+		asynq.MaxRetry(20), asynq.Timeout(processTimeout))
 }
+
+// processTimeout bounds a hub:process or hub:process-batch task: a
+// single event's task may wait for the batch it joined.
+const processTimeout = 2 * time.Minute
 
 // EnqueueProcessAgain queues hub:process for an inbound event made due
 // again (reprocessing), under a fresh task id: the task that processed it
@@ -197,7 +201,7 @@ func (q *Queue) EnqueueProcess(ctx context.Context, inboundID string) error {
 func (q *Queue) EnqueueProcessAgain(ctx context.Context, inboundID string) error {
 	b, _ := json.Marshal(idPayload{ID: inboundID})
 	return q.enqueue(ctx, asynq.NewTask(hub.TaskProcess, b), "process:"+inboundID+":"+hub.NewID("again"),
-		asynq.MaxRetry(20), asynq.Timeout(time.Minute))
+		asynq.MaxRetry(20), asynq.Timeout(processTimeout))
 }
 
 // batchPayload is the payload of hub:process-batch.
@@ -214,7 +218,7 @@ func (q *Queue) EnqueueProcessBatch(ctx context.Context, ids []string) error {
 	}
 	b, _ := json.Marshal(batchPayload{IDs: ids})
 	return q.enqueue(ctx, asynq.NewTask(hub.TaskProcessBatch, b), "process-batch:"+ids[0]+":"+strconv.Itoa(len(ids)),
-		asynq.MaxRetry(20), asynq.Timeout(2*time.Minute))
+		asynq.MaxRetry(20), asynq.Timeout(processTimeout))
 }
 
 // oncePer runs a periodic job at most once per period, however many
@@ -313,8 +317,8 @@ func (q *Queue) EnqueueDelivery(ctx context.Context, deliveryID string, attempt 
 type Handlers struct {
 	Process func(ctx context.Context, inboundID string) error
 	// ProcessBatch applies several inbound events together; optional (by
-	// default each is given to Process). When set, it also runs the
-	// hub:process tasks, with one id each.
+	// default each is given to Process). When set, it also runs the first
+	// try of hub:process tasks, with one id each.
 	ProcessBatch func(ctx context.Context, ids []string) error
 	Deliver      func(ctx context.Context, deliveryID string, attempt int) error
 	Sweep        func(ctx context.Context) error
@@ -335,9 +339,10 @@ func (q *Queue) StartWorker(h Handlers) error {
 		if err := json.Unmarshal(t.Payload(), &p); err != nil {
 			return fmt.Errorf("decoding task: %v: %w", err, asynq.SkipRetry)
 		}
-		if h.ProcessBatch != nil {
-			// Single events go the batch way too, so that concurrent
-			// tasks can share a transaction.
+		if n, _ := asynq.GetRetryCount(ctx); h.ProcessBatch != nil && n == 0 {
+			// A first try goes the batch way, so that concurrent tasks
+			// can share a transaction; a retry runs alone and cannot
+			// fail other tasks' batch again.
 			return h.ProcessBatch(ctx, []string{p.ID})
 		}
 		return h.Process(ctx, p.ID)

@@ -191,9 +191,10 @@ func TestProcessBatch(t *testing.T) {
 	}
 }
 
-// TestProcessTaskJoinsBatches: with a ProcessBatch handler, a single
-// event's hub:process task is handed to it (where concurrent tasks share
-// a transaction), not to Process.
+// TestProcessTaskJoinsBatches: with a ProcessBatch handler, the first
+// try of a single event's hub:process task is handed to it (where
+// concurrent tasks share a transaction); when that fails, the retry goes
+// to Process, on its own.
 func TestProcessTaskJoinsBatches(t *testing.T) {
 	q := openQueue(t, os.Getenv("REDIS_URL"))
 	ctx := context.Background()
@@ -201,14 +202,15 @@ func TestProcessTaskJoinsBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan []string, 1)
+	retried := make(chan string, 1)
 	err := q.StartWorker(queue.Handlers{
 		Process: func(_ context.Context, id string) error {
-			t.Errorf("Process(%s) called; want the batch handler", id)
+			retried <- id
 			return nil
 		},
 		ProcessBatch: func(_ context.Context, ids []string) error {
 			got <- ids
-			return nil
+			return errors.New("the batch failed")
 		},
 		Deliver: func(context.Context, string, int) error { return nil },
 		Sweep:   func(context.Context) error { return nil },
@@ -223,6 +225,19 @@ func TestProcessTaskJoinsBatches(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the hub:process task did not run within 20 s")
+	}
+	select {
+	case id := <-retried:
+		if id != "inb_single" {
+			t.Errorf("retry: Process(%s), want inb_single", id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the failed task was not retried through Process within 20 s")
+	}
+	select {
+	case ids := <-got:
+		t.Errorf("the retry went to ProcessBatch(%v) again", ids)
+	default:
 	}
 }
 

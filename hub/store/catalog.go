@@ -255,7 +255,8 @@ func (db *DB) ListPartners(ctx context.Context, programID string, p hub.Page) ([
 }
 
 // FindPartnerByCode matches codes case-insensitively. A code is looked up
-// once per transaction.
+// once per transaction, its absence too: a partner created while a batch
+// is applied counts from the next transaction on.
 func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*hub.Partner, error) {
 	ck := programID + "|" + code
 	if p, ok := tx.byCode[ck]; ok {

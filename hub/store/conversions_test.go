@@ -458,6 +458,59 @@ func testRefundParking(t *testing.T, db *store.DB) {
 	})
 }
 
+// testRefundJoin: joining a parked refund attaches it and returns it as
+// stored at that moment, even when the transaction listed it before
+// another one changed it (PostgreSQL); a refund joined already is not
+// joined again, and the transaction's parked list forgets it.
+func testRefundJoin(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	src := seedSource(t, db)
+	parked, _ := upsertRefund(t, db, &hub.Refund{
+		SourceID: src.ID, Provider: "stripe", ExternalID: "re_join", OriginalKeys: []string{"pi_join"},
+		Kind: hub.RefundKindRefund, AmountMinor: 500, Currency: "EUR", Status: hub.RefundPending, OccurredAt: t0,
+	})
+	c := newConversion(src, "pi_join")
+	insertConversion(t, db, c)
+	mustTx(t, db, func(tx hub.Tx) error {
+		listed, err := tx.ParkedRefunds(ctx, hub.DefaultProgramID, "stripe")
+		if err != nil {
+			return err
+		}
+		if len(listed) != 1 || listed[0].AmountMinor != 500 {
+			t.Fatalf("parked refunds = %+v, want re_join at 500", listed)
+		}
+		want := int64(500)
+		if db.Dialect() == "postgres" {
+			// Another transaction settles the refund meanwhile.
+			later := *listed[0]
+			later.ID, later.AmountMinor, later.Status, later.OccurredAt = "", 700, hub.RefundSucceeded, t0.Add(time.Hour)
+			upsertRefund(t, db, &later)
+			want = 700
+		}
+		got, err := tx.JoinRefund(ctx, parked.ID, c.ID)
+		if err != nil {
+			return err
+		}
+		if got.ConversionID != c.ID || got.AmountMinor != want {
+			t.Errorf("joined refund = %+v, want conversion %s and amount %d", got, c.ID, want)
+		}
+		if _, err := tx.JoinRefund(ctx, parked.ID, c.ID); !errors.Is(err, hub.ErrNotFound) {
+			t.Errorf("second join: %v, want ErrNotFound", err)
+		}
+		if again, err := tx.ParkedRefunds(ctx, hub.DefaultProgramID, "stripe"); err != nil || len(again) != 0 {
+			t.Errorf("parked refunds after the join = %+v, %v; want none", again, err)
+		}
+		return nil
+	})
+	mustTx(t, db, func(tx hub.Tx) error {
+		rs, err := tx.ConversionRefunds(ctx, c.ID)
+		if err != nil || len(rs) != 1 || rs[0].ID != parked.ID {
+			t.Errorf("refunds of the conversion = %+v, %v; want re_join", rs, err)
+		}
+		return nil
+	})
+}
+
 func testCommissionLedger(t *testing.T, db *store.DB) {
 	ctx := t.Context()
 	src := seedSource(t, db)

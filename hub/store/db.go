@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -128,11 +129,16 @@ func openPostgres(cfg Config) (*DB, error) {
 	}
 	pcfg, err := pgx.ParseConfig(cfg.URL)
 	if err != nil {
-		// The error quotes the URL (password masked): keep only the cause.
-		if cause := errors.Unwrap(err); cause != nil {
-			err = cause
+		// The error quotes the URL: say which setting is wrong without it.
+		msg := "invalid URL"
+		var pe *pgconn.ParseConfigError
+		if errors.As(err, &pe) {
+			// "cannot parse `<url>`: <what is wrong> (<cause>)"
+			if _, after, ok := strings.Cut(pe.Error(), "`: "); ok && !strings.Contains(after, pe.ConnString) {
+				msg = after
+			}
 		}
-		return nil, fmt.Errorf("opening store: parsing DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("opening store: parsing DATABASE_URL: %s", msg)
 	}
 	sdb := stdlib.OpenDB(*pcfg)
 	// Every open connection may stay idle: closing one that a burst
@@ -204,6 +210,13 @@ func (db *DB) SQL() *sql.DB { return db.db }
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("pinging database: %w", db.c.classify(err))
+	}
+	if db.hotDB != nil {
+		// Its connections carry settings of their own (hotParams) that a
+		// server or pooler could refuse.
+		if err := db.hotDB.PingContext(ctx); err != nil {
+			return fmt.Errorf("pinging database (processing connections): %w", db.c.classify(err))
+		}
 	}
 	return nil
 }

@@ -169,6 +169,29 @@ func (tx *Tx) ParkedRefunds(ctx context.Context, programID, provider string) ([]
 	return out, nil
 }
 
+// JoinRefund attaches a parked refund to a conversion and returns the row
+// as it is now (another event may have updated it since it was listed),
+// or an error wrapping hub.ErrNotFound when it is not parked any more.
+func (tx *Tx) JoinRefund(ctx context.Context, id, conversionID string) (*hub.Refund, error) {
+	r, err := scanOne(ctx, tx.c, `UPDATE refunds SET conversion_id = ? WHERE id = ? AND conversion_id IS NULL
+		RETURNING `+refundCols, []any{conversionID, id}, scanRefund)
+	if err != nil {
+		if errors.Is(err, hub.ErrNotFound) {
+			tx.dropParked(id)
+		}
+		return nil, fmt.Errorf("joining refund %s to conversion %s: %w", id, conversionID, err)
+	}
+	tx.keepParked(r)
+	return r, nil
+}
+
+// dropParked removes a refund from the transaction's parked lists.
+func (tx *Tx) dropParked(id string) {
+	for _, c := range tx.parked {
+		c.list = slices.DeleteFunc(c.list, func(p *hub.Refund) bool { return p.ID == id })
+	}
+}
+
 // keepParked updates the transaction's parked list with a refund it stored.
 func (tx *Tx) keepParked(r *hub.Refund) {
 	c := tx.parked[r.ProgramID+"|"+r.Provider]
