@@ -259,29 +259,26 @@ func (db *DB) ListPartners(ctx context.Context, programID string, p hub.Page) ([
 // is applied counts from the next transaction on.
 func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*hub.Partner, error) {
 	ck := programID + "|" + code
-	if p, ok := tx.byCode[ck]; ok {
-		if p == nil {
-			return nil, fmt.Errorf("finding partner by code %q: %w", code, hub.ErrNotFound)
+	p, ok := tx.byCode[ck]
+	if !ok {
+		found, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners
+			WHERE program_id = ? AND lower(code) = lower(?)`, []any{programID, code}, scanPartner)
+		if err != nil && !errors.Is(err, hub.ErrNotFound) {
+			return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
 		}
-		cp := *p
-		return &cp, nil
+		if found != nil {
+			tx.keepPartner(found)
+		}
+		if tx.byCode == nil {
+			tx.byCode = map[string]*hub.Partner{}
+		}
+		tx.byCode[ck], p = found, found
 	}
-	p, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners
-		WHERE program_id = ? AND lower(code) = lower(?)`, []any{programID, code}, scanPartner)
-	if err != nil && !errors.Is(err, hub.ErrNotFound) {
-		return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
-	}
-	if tx.byCode == nil {
-		tx.byCode = map[string]*hub.Partner{}
-	}
-	if err != nil {
-		tx.byCode[ck] = nil
-		return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
+	if p == nil {
+		return nil, fmt.Errorf("finding partner by code %q: %w", code, hub.ErrNotFound)
 	}
 	cp := *p
-	tx.byCode[ck] = &cp
-	tx.keepPartner(p)
-	return p, nil
+	return &cp, nil
 }
 
 // CreateEndpoint stores e with its secret encrypted, filling ID,

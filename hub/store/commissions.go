@@ -68,13 +68,7 @@ func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 		for i := range c.Entries {
 			e := &c.Entries[i]
 			e.CommissionID, e.ProgramID = c.ID, c.ProgramID
-			if e.ID == "" {
-				e.ID = hub.NewID("ent")
-			}
-			if e.CreatedAt.IsZero() {
-				e.CreatedAt = tx.c.nowUTC()
-			}
-			e.CreatedAt = normTime(e.CreatedAt)
+			tx.fillEntry(e)
 			ids[i], keys[i], types[i], amounts[i], currencies[i], created[i] = e.ID, e.Key, e.Type, e.AmountMinor, e.Currency, e.CreatedAt
 		}
 		insert = `WITH com AS (` + insert + `)
@@ -93,7 +87,7 @@ func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 		return fmt.Errorf("inserting commission %s: %w", c.ID, err)
 	}
 	if tx.c.pg {
-		return nil
+		return nil // the entries went in with it
 	}
 	for i := range c.Entries {
 		e := &c.Entries[i]
@@ -108,23 +102,28 @@ func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 	return nil
 }
 
+// fillEntry fills an entry's ID and CreatedAt when empty.
+func (tx *Tx) fillEntry(e *hub.LedgerEntry) {
+	if e.ID == "" {
+		e.ID = hub.NewID("ent")
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = tx.c.nowUTC()
+	}
+	e.CreatedAt = normTime(e.CreatedAt)
+}
+
 // InsertEntry inserts e unless (commission_id, key) exists, and reports
 // whether it inserted. ID, ProgramID (the commission's) and CreatedAt are
 // filled when empty.
 func (tx *Tx) InsertEntry(ctx context.Context, e *hub.LedgerEntry) (bool, error) {
-	if e.ID == "" {
-		e.ID = hub.NewID("ent")
-	}
 	if e.ProgramID == "" {
 		err := tx.c.get(ctx, `SELECT program_id FROM commissions WHERE id = ?`, []any{e.CommissionID}, &e.ProgramID)
 		if err != nil {
 			return false, fmt.Errorf("inserting ledger entry %s: reading commission %s: %w", e.Key, e.CommissionID, notFound(err))
 		}
 	}
-	if e.CreatedAt.IsZero() {
-		e.CreatedAt = tx.c.nowUTC()
-	}
-	e.CreatedAt = normTime(e.CreatedAt)
+	tx.fillEntry(e)
 	n, err := tx.c.execN(ctx, `INSERT INTO ledger_entries
 		(id, program_id, commission_id, key, type, amount_minor, currency, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (commission_id, key) DO NOTHING`,

@@ -51,8 +51,9 @@ type DB struct {
 	db      *sql.DB
 	c       *conn
 	dialect string
-	// hot runs the dispatcher's batched statements and the transactions
-	// that apply inbound events (see hotParams); on SQLite it is c.
+	// hot (on hotDB) runs the dispatcher's batched statements and the
+	// transactions that apply inbound events (see hotParams); on SQLite
+	// they are c and db.
 	hot   *conn
 	hotDB *sql.DB
 }
@@ -196,7 +197,7 @@ func openSQLite(ctx context.Context, cfg Config, path string) (*DB, error) {
 
 func newDB(sdb *sql.DB, dialect string, cipher hub.Cipher) *DB {
 	c := &conn{q: sdb, pg: dialect == DialectPostgres, cipher: cipher, now: time.Now, stmts: metrics.SQLStatements(dialect)}
-	return &DB{db: sdb, c: c, hot: c, dialect: dialect}
+	return &DB{db: sdb, c: c, hot: c, hotDB: sdb, dialect: dialect}
 }
 
 // Dialect returns "sqlite" or "postgres".
@@ -211,7 +212,7 @@ func (db *DB) Ping(ctx context.Context) error {
 	if err := db.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("pinging database: %w", db.c.classify(err))
 	}
-	if db.hotDB != nil {
+	if db.hotDB != db.db {
 		// Its connections carry settings of their own (hotParams) that a
 		// server or pooler could refuse.
 		if err := db.hotDB.PingContext(ctx); err != nil {
@@ -223,7 +224,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the database.
 func (db *DB) Close() error {
-	if db.hotDB != nil {
+	if db.hotDB != db.db {
 		_ = db.hotDB.Close()
 	}
 	return db.db.Close()
@@ -239,11 +240,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx hub.Tx) error) error {
 // InProcessTx is InTx for applying inbound events: on PostgreSQL it runs
 // on the connections whose plans are fixed to index lookups (hotParams).
 func (db *DB) InProcessTx(ctx context.Context, fn func(tx hub.Tx) error) error {
-	sdb := db.db
-	if db.hotDB != nil {
-		sdb = db.hotDB
-	}
-	return db.inTxOn(ctx, sdb, func(tx *Tx) error { return fn(tx) })
+	return db.inTxOn(ctx, db.hotDB, func(tx *Tx) error { return fn(tx) })
 }
 
 func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {

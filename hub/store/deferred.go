@@ -130,10 +130,11 @@ func (tx *Tx) insertRows(ctx context.Context, head, tail string, n, cols int, ar
 	return nil
 }
 
-// On PostgreSQL the rows travel as arrays, so each statement's text is
-// the same for any number of rows: one prepared statement per connection,
-// where a VALUES list would prepare (and cache) one per row count.
-
+// flushEvents inserts the transaction's outbound events. Here and in the
+// other flushes, the rows travel as arrays on PostgreSQL, so each
+// statement's text is the same for any number of rows: one prepared
+// statement per connection, where a VALUES list would prepare (and cache)
+// one per row count.
 func (tx *Tx) flushEvents(ctx context.Context, es []*hub.Event) error {
 	if len(es) == 0 {
 		return nil

@@ -384,10 +384,10 @@ func (db *DB) DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Deliver
 		return ds, es, eps, nil
 	}
 	at := make(map[string][]int, len(ids))
-	args := make([]any, 0, len(ids))
+	uniq := make([]string, 0, len(ids))
 	for i, id := range ids {
 		if _, ok := at[id]; !ok {
-			args = append(args, id)
+			uniq = append(uniq, id)
 		}
 		at[id] = append(at[id], i)
 	}
@@ -403,10 +403,6 @@ func (db *DB) DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Deliver
 			opened[sealed] = p
 		}
 		return p, err
-	}
-	uniq := make([]string, len(args))
-	for i, a := range args {
-		uniq[i] = a.(string)
 	}
 	where, args := db.c.idIn("d.id", uniq)
 	rows, err := db.hot.query(ctx, deliveryTargetsSQL+where, args...)

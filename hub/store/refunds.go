@@ -140,7 +140,8 @@ func (tx *Tx) ConversionRefunds(ctx context.Context, conversionID string) ([]*hu
 }
 
 // parkedRefunds is a transaction's copy of the parked refunds of one
-// program and provider, read while it held locks locks.
+// program and provider; locks is how many advisory locks the transaction
+// held when it read them.
 type parkedRefunds struct {
 	locks int
 	list  []*hub.Refund

@@ -109,32 +109,33 @@ func (tx *Tx) LockKeySets(ctx context.Context, sets []hub.KeySet) error {
 // granted.
 func (tx *Tx) probeKeys(ctx context.Context, sets []hub.KeySet) error {
 	var programs, providers, keys []string
+	var ids []int64
 	for _, s := range sets {
 		for _, k := range s.Keys {
 			programs, providers, keys = append(programs, s.ProgramID), append(providers, s.Provider), append(keys, k)
+			ids = append(ids, LockID(s.ProgramID, s.Provider, k))
 		}
 	}
 	// LIMIT 1 keeps each probe a lookup of the primary key, whatever the
-	// table's statistics say.
-	found, err := list(ctx, tx.c, `SELECT u.p, u.v, u.k FROM unnest(?::text[], ?::text[], ?::text[]) AS u (p, v, k)
+	// table's statistics say. The found keys come back by position.
+	found, err := list(ctx, tx.c, `SELECT u.n FROM unnest(?::text[], ?::text[], ?::text[]) WITH ORDINALITY AS u (p, v, k, n)
 		CROSS JOIN LATERAL (SELECT 1 FROM conversion_keys AS c
 			WHERE c.program_id = u.p AND c.provider = u.v AND c.key = u.k LIMIT 1) AS f`,
-		[]any{programs, providers, keys}, func(s scanner) (int64, error) {
-			var p, v, k string
-			err := s.Scan(&p, &v, &k)
-			return LockID(p, v, k), err
+		[]any{programs, providers, keys}, func(s scanner) (int, error) {
+			var n int
+			return n, s.Scan(&n)
 		})
 	if err != nil {
 		return fmt.Errorf("probing conversion keys: %w", err)
 	}
 	if tx.absent == nil {
-		tx.absent = make(map[int64]bool, len(keys))
+		tx.absent = make(map[int64]bool, len(ids))
 	}
-	for i, k := range keys {
-		tx.absent[LockID(programs[i], providers[i], k)] = true
+	for _, id := range ids {
+		tx.absent[id] = true
 	}
-	for _, id := range found {
-		delete(tx.absent, id)
+	for _, n := range found {
+		delete(tx.absent, ids[n-1])
 	}
 	return nil
 }
