@@ -38,6 +38,7 @@ type benchConfig struct {
 	hubPID       int
 	listen       string
 	maxInFlight  int
+	endpoints    int
 	pgDSN        string
 }
 
@@ -50,15 +51,17 @@ func newBenchCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Co
 		Short: "Load a running hub with signed provider webhooks and measure it end to end",
 		Long: `Load a running hub and measure it from the provider's webhook to the partner's
 delivery. The bench creates a fresh program (when the key may) with a source
-of --provider, two partners and two endpoints on a receiver it runs on
-127.0.0.1, then sends one new signed sale per webhook: as fast as
+of --provider, two partners and --endpoints endpoints (one by default)
+subscribed to conversion.created and commission.created on a receiver it
+runs on 127.0.0.1, then sends one new signed sale per webhook: as fast as
 --concurrency allows for --events, or open loop at --rate per second for
 --duration (latency counted from each send's scheduled time).
 
 A sale is complete when both its conversion.created and its
-commission.created events have reached both endpoints with a valid
-Standard Webhooks signature; end-to-end latency runs from the scheduled
-send to the last of those four deliveries. The bench waits up to
+commission.created events have reached every endpoint with a valid
+Standard Webhooks signature (two deliveries per sale, four with
+--endpoints 2); end-to-end latency runs from the scheduled send to the
+last of those deliveries. The bench waits up to
 --drain-timeout for every accepted sale, then reports ingest and
 end-to-end latency, deliveries per second, duplicates, missing deliveries,
 CPU seconds per conversion of the hub, postgres and redis-server processes
@@ -88,7 +91,8 @@ sandbox=true: no commission of the bench is ever payable.`,
 	f.DurationVar(&cfg.drainTimeout, "drain-timeout", 60*time.Second, "how long to wait for the deliveries after the last webhook")
 	f.IntVar(&cfg.hubPID, "hub-pid", 0, "process id of the hub, for its CPU time and RSS (default: the process listening on --url's port)")
 	f.StringVar(&cfg.listen, "listen", "127.0.0.1:0", "address of the receiver the endpoints point at")
-	f.IntVar(&cfg.maxInFlight, "endpoint-max-in-flight", 0, "max_in_flight of the two endpoints, 1 to 1000 (default: the hub's)")
+	f.IntVar(&cfg.endpoints, "endpoints", 1, "endpoints receiving each sale's two events, 1 or 2")
+	f.IntVar(&cfg.maxInFlight, "endpoint-max-in-flight", 0, "max_in_flight of the endpoints, 1 to 1000 (default: the hub's)")
 	f.StringVar(&cfg.pgDSN, "pg-stat-statements", "", "PostgreSQL URL of the hub's database: also count statements with pg_stat_statements")
 	return cmd
 }
@@ -108,6 +112,7 @@ type benchReport struct {
 	Rate        float64 `json:"rate,omitempty"`
 	Duration    float64 `json:"duration_seconds,omitempty"`
 	Concurrency int     `json:"concurrency"`
+	Endpoints   int     `json:"endpoints"`
 	ProgramID   string  `json:"program_id"`
 
 	Sent           int64            `json:"sent"`
@@ -159,6 +164,9 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 	case cfg.duration > 0:
 		return errors.New("--duration needs --rate")
 	}
+	if cfg.endpoints < 1 || cfg.endpoints > maxBenchEndpoints {
+		return fmt.Errorf("--endpoints: %d; want 1 to %d", cfg.endpoints, maxBenchEndpoints)
+	}
 	if n < 1 || n > 100_000_000 {
 		return fmt.Errorf("the run would send %d webhooks: want 1 to 10^8", n)
 	}
@@ -182,7 +190,7 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 		fmt.Fprintln(stderr, "bench: the hub's process is not visible: hub CPU comes from /metrics, peak RSS is not measured (pass --hub-pid)")
 	}
 
-	tr := newBenchTracker(n, time.Now())
+	tr := newBenchTracker(n, cfg.endpoints, time.Now())
 	rcv, err := startBenchReceiver(cfg.listen, tr)
 	if err != nil {
 		return err
@@ -193,7 +201,7 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 		return err
 	}
 	payEvent := connectors.SampleEvents(cfg.provider)[0] // each provider's sale
-	rep := &benchReport{Mode: "closed", Provider: cfg.provider, Event: payEvent, Concurrency: cfg.concurrency, ProgramID: setup.programID}
+	rep := &benchReport{Mode: "closed", Provider: cfg.provider, Event: payEvent, Concurrency: cfg.concurrency, Endpoints: cfg.endpoints, ProgramID: setup.programID}
 	if open {
 		rep.Mode, rep.Rate, rep.Duration = "open", cfg.rate, cfg.duration.Seconds()
 	}
@@ -272,7 +280,7 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 	rep.Ingest = ingest.Summary()
 	rep.EndToEnd = tr.e2e.Summary()
 	rep.Completed = int64(tr.e2e.Count())
-	rep.DeliveriesExpected = rep.Accepted * 2 * benchEndpoints
+	rep.DeliveriesExpected = rep.Accepted * 2 * int64(cfg.endpoints)
 	if lastDelivery > 0 {
 		rep.DeliveriesPerSec = round3(float64(rep.DeliveriesReceived) / lastDelivery.Seconds())
 	}
@@ -386,7 +394,7 @@ func benchCreate(ctx context.Context, c *apiClient, cfg benchConfig, rcv *benchR
 	src.ID, src.ProgramID = out.ID, out.ProgramID
 	setup.source = src
 	const hint = "the hub must allow the bench's receiver: set PARTNERHUB_OUTBOUND_ALLOW_NETS=127.0.0.0/8 on the hub"
-	for i := range benchEndpoints {
+	for i := range cfg.endpoints {
 		in := map[string]any{"url": rcv.URL(i), "description": "partnerhub bench " + tag,
 			"event_types": []string{hub.EventConversionCreated, hub.EventCommissionCreated}}
 		if cfg.maxInFlight > 0 {
@@ -535,7 +543,7 @@ func benchProgress(w io.Writer, tr *benchTracker, n int) func() {
 		line := func() {
 			sent, acc, got := tr.progress()
 			fmt.Fprintf(w, "bench: sent %d/%d  accepted %d  delivered %d/%d  elapsed %s\n",
-				sent, n, acc, got, acc*2*benchEndpoints, time.Since(tr.start).Truncate(time.Second))
+				sent, n, acc, got, acc*2*int64(tr.endpoints), time.Since(tr.start).Truncate(time.Second))
 		}
 		for {
 			select {
@@ -585,7 +593,7 @@ func printBenchReport(c *apiClient, r *benchReport) error {
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	for _, row := range [][2]string{
-		{"run", fmt.Sprintf("%s %s, %s", r.Provider, r.Event, mode)},
+		{"run", fmt.Sprintf("%s %s, %s, %d deliveries per sale", r.Provider, r.Event, mode, 2*r.Endpoints)},
 		{"sent", fmt.Sprintf("%d in %.2fs (%.1f/s)", r.Sent, r.SendSeconds, r.OfferedPerSec)},
 		{"ingest accepted", fmt.Sprintf("%d (%.1f/s)", r.Accepted, r.AcceptedPerSec)},
 		{"ingest non-2xx", non2xx},

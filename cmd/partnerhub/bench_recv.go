@@ -18,17 +18,22 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
-// benchEndpoints is how many endpoints the bench subscribes: every sale
-// is expected at each of them twice, as conversion.created and as
-// commission.created.
-const benchEndpoints = 2
+// maxBenchEndpoints is how many endpoints the bench may subscribe
+// (--endpoints): every sale is expected at each of them twice, as
+// conversion.created and as commission.created.
+const maxBenchEndpoints = 2
 
 // Delivery bits of a sale: event type × endpoint.
 const (
-	bitConversion = 1 << 0 // conversion.created at endpoint 0; << 1 for endpoint 1
-	bitCommission = 1 << 2 // commission.created at endpoint 0; << 1 for endpoint 1
-	bitsAll       = 1<<(2*benchEndpoints) - 1
+	bitConversion = 1 << 0                 // conversion.created at endpoint 0; << 1 for endpoint 1
+	bitCommission = 1 << maxBenchEndpoints // commission.created at endpoint 0; << 1 for endpoint 1
 )
+
+// saleBits is the delivery bits of a complete sale with n endpoints.
+func saleBits(n int) uint8 {
+	ep := uint8(1)<<n - 1
+	return ep*bitConversion | ep*bitCommission
+}
 
 // benchSale is one sale the bench sends.
 type benchSale struct {
@@ -42,9 +47,11 @@ type benchSale struct {
 // commission.created names its conversion. Ids are kept as 64-bit hashes,
 // so a million sales cost tens of megabytes.
 type benchTracker struct {
-	start time.Time
-	seed  maphash.Seed
-	e2e   latencyHist
+	start     time.Time
+	seed      maphash.Seed
+	e2e       latencyHist
+	endpoints int   // endpoints subscribed
+	all       uint8 // the delivery bits of a complete sale
 
 	mu           sync.Mutex
 	sales        []benchSale
@@ -66,9 +73,11 @@ type benchTracker struct {
 	outstanding int64
 }
 
-func newBenchTracker(n int, start time.Time) *benchTracker {
+func newBenchTracker(n, endpoints int, start time.Time) *benchTracker {
 	return &benchTracker{
 		start:        start,
+		endpoints:    endpoints,
+		all:          saleBits(endpoints),
 		seed:         maphash.MakeSeed(),
 		sales:        make([]benchSale, n),
 		byPayment:    make(map[uint64]int32, min(n, 1<<16)),
@@ -99,7 +108,7 @@ func (t *benchTracker) answer(i, status int) {
 	switch {
 	case status >= 200 && status <= 299:
 		t.accepted++
-		t.outstanding += int64(2*benchEndpoints - bits.OnesCount8(t.sales[i].got))
+		t.outstanding += int64(2*t.endpoints - bits.OnesCount8(t.sales[i].got))
 	case status < 0:
 		t.statuses["error"]++
 	default:
@@ -128,7 +137,7 @@ func (t *benchTracker) delivered(ep int, typ string, data benchEventData, at tim
 			t.byConversion[ch] = i
 			if p, ok := t.parked[ch]; ok {
 				delete(t.parked, ch)
-				for b := uint8(bitCommission); b <= bitsAll; b <<= 1 {
+				for b := uint8(bitCommission); b&t.all != 0; b <<= 1 {
 					if p&b != 0 {
 						t.mark(i, b, at)
 					}
@@ -182,7 +191,7 @@ func (t *benchTracker) mark(i int32, b uint8, at time.Duration) {
 		t.outstanding--
 	}
 	t.lastDelivery = max(t.lastDelivery, at)
-	if s.got == bitsAll {
+	if s.got == t.all {
 		t.e2e.Record(at - s.sent)
 	}
 }
@@ -194,8 +203,8 @@ func (t *benchTracker) missing() (deliveries, sales int64) {
 	defer t.mu.Unlock()
 	for i := range t.sales {
 		s := &t.sales[i]
-		if s.status >= 200 && s.status <= 299 && s.got != bitsAll {
-			deliveries += int64(2*benchEndpoints - bits.OnesCount8(s.got))
+		if s.status >= 200 && s.status <= 299 && s.got != t.all {
+			deliveries += int64(2*t.endpoints - bits.OnesCount8(s.got))
 			sales++
 		}
 	}
@@ -230,7 +239,7 @@ type benchReceiver struct {
 	t   *benchTracker
 	ln  net.Listener
 	srv *http.Server
-	wh  [benchEndpoints]*standardwebhooks.Webhook
+	wh  [maxBenchEndpoints]*standardwebhooks.Webhook
 }
 
 func startBenchReceiver(addr string, t *benchTracker) (*benchReceiver, error) {
@@ -268,7 +277,7 @@ func (r *benchReceiver) Close() error {
 func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	at := time.Since(r.t.start)
 	n, err := strconv.Atoi(strings.TrimPrefix(req.URL.Path, "/ep/"))
-	if req.Method != http.MethodPost || err != nil || n < 0 || n >= benchEndpoints || r.wh[n] == nil {
+	if req.Method != http.MethodPost || err != nil || n < 0 || n >= maxBenchEndpoints || r.wh[n] == nil {
 		http.NotFound(w, req)
 		return
 	}

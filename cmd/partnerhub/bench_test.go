@@ -42,12 +42,14 @@ func TestBench(t *testing.T) {
 	}
 	h := startHub(t, testEnv(t), Options{})
 	for _, tc := range []struct {
-		name string
-		args []string
-		sent int64
+		name      string
+		args      []string
+		sent      int64
+		endpoints int64
 	}{
-		{"closed loop", []string{"--events", "200", "--concurrency", "8"}, 200},
-		{"open loop", []string{"--rate", "100", "--duration", "2s"}, 200},
+		{"closed loop", []string{"--events", "200", "--concurrency", "8"}, 200, 1},
+		{"open loop", []string{"--rate", "100", "--duration", "2s"}, 200, 1},
+		{"two endpoints", []string{"--events", "100", "--concurrency", "8", "--endpoints", "2"}, 100, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep, progress := runBenchCmd(t, h, tc.args...)
@@ -60,8 +62,11 @@ func TestBench(t *testing.T) {
 				t.Errorf("missing %d, duplicates %d, bad signatures %d, unmatched %d, pass %v",
 					rep.Missing, rep.Duplicates, rep.BadSignatures, rep.Unmatched, rep.Pass)
 			}
-			if rep.Completed != tc.sent || rep.DeliveriesReceived != 4*tc.sent || rep.DeliveriesExpected != 4*tc.sent {
-				t.Errorf("completed %d, deliveries %d of %d; want %d and %d", rep.Completed, rep.DeliveriesReceived, rep.DeliveriesExpected, tc.sent, 4*tc.sent)
+			// Each endpoint receives every sale's conversion.created and
+			// commission.created.
+			want := 2 * tc.endpoints * tc.sent
+			if rep.Completed != tc.sent || rep.DeliveriesReceived != want || rep.DeliveriesExpected != want || rep.Endpoints != int(tc.endpoints) {
+				t.Errorf("completed %d, deliveries %d of %d at %d endpoints; want %d and %d", rep.Completed, rep.DeliveriesReceived, rep.DeliveriesExpected, rep.Endpoints, tc.sent, want)
 			}
 			for name, v := range map[string]float64{
 				"ingest accepted/s": rep.AcceptedPerSec, "ingest p50": rep.Ingest.P50, "ingest p99": rep.Ingest.P99,
@@ -88,6 +93,30 @@ func TestBench(t *testing.T) {
 				t.Errorf("no progress line on stderr: %q", progress)
 			}
 		})
+	}
+}
+
+// TestBenchFlags checks that the bench refuses a run it cannot measure
+// before it creates anything in the hub (the URL answers nothing).
+func TestBenchFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--endpoints", "0"}, "--endpoints: 0; want 1 to 2"},
+		{[]string{"--endpoints", "3"}, "--endpoints: 3; want 1 to 2"},
+		{[]string{"--rate", "10"}, "--rate needs --duration"},
+		{[]string{"--duration", "1s"}, "--duration needs --rate"},
+		{[]string{"--provider", "gumroad"}, `--provider: "gumroad" has no test events`},
+		{[]string{"--events", "0"}, "want 1 to 10^8"},
+	} {
+		var out, errb bytes.Buffer
+		cmd := newRootCmd(func(string) string { return "" }, &out, &errb)
+		cmd.SetArgs(append([]string{"bench", "--url", "http://127.0.0.1:1", "--key", testAdminKey}, tc.args...))
+		err := cmd.ExecuteContext(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bench %v: %v; want an error containing %q", tc.args, err, tc.want)
+		}
 	}
 }
 
