@@ -211,9 +211,24 @@ func (db *DB) UpdatePartner(ctx context.Context, p *hub.Partner) error {
 // GetPartner returns a partner inside the transaction (a copy: a partner
 // is read once per transaction).
 func (tx *Tx) GetPartner(ctx context.Context, programID, id string) (*hub.Partner, error) {
-	if p, ok := tx.partners[programID+"|"+id]; ok {
+	key := programID + "|" + id
+	if p, ok := tx.partners[key]; ok {
 		cp := *p
 		return &cp, nil
+	}
+	g, err := tx.configGen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if g != nil {
+		if p, ok := cached(g, g.partners, key); ok {
+			if tx.partners == nil {
+				tx.partners = map[string]*hub.Partner{}
+			}
+			tx.partners[key] = p
+			cp := *p
+			return &cp, nil
+		}
 	}
 	p, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners WHERE program_id = ? AND id = ?`,
 		[]any{programID, id}, scanPartner)
@@ -224,13 +239,18 @@ func (tx *Tx) GetPartner(ctx context.Context, programID, id string) (*hub.Partne
 	return p, nil
 }
 
-// keepPartner remembers a copy of p for the rest of the transaction.
+// keepPartner remembers a copy of p for the rest of the transaction, and
+// in the shared cache's generation.
 func (tx *Tx) keepPartner(p *hub.Partner) {
 	if tx.partners == nil {
 		tx.partners = map[string]*hub.Partner{}
 	}
 	cp := *p
-	tx.partners[p.ProgramID+"|"+p.ID] = &cp
+	key := p.ProgramID + "|" + p.ID
+	tx.partners[key] = &cp
+	if tx.gen != nil {
+		keep(tx.gen, tx.gen.partners, key, &cp)
+	}
 }
 
 // GetPartner returns a partner of the program.
@@ -261,6 +281,15 @@ func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*h
 	ck := programID + "|" + code
 	p, ok := tx.byCode[ck]
 	if !ok {
+		g, err := tx.configGen(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if g != nil {
+			p, ok = cached(g, g.byCode, ck)
+		}
+	}
+	if !ok {
 		found, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners
 			WHERE program_id = ? AND lower(code) = lower(?)`, []any{programID, code}, scanPartner)
 		if err != nil && !errors.Is(err, hub.ErrNotFound) {
@@ -269,11 +298,15 @@ func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*h
 		if found != nil {
 			tx.keepPartner(found)
 		}
-		if tx.byCode == nil {
-			tx.byCode = map[string]*hub.Partner{}
+		if tx.gen != nil {
+			keep(tx.gen, tx.gen.byCode, ck, found)
 		}
-		tx.byCode[ck], p = found, found
+		p = found
 	}
+	if tx.byCode == nil {
+		tx.byCode = map[string]*hub.Partner{}
+	}
+	tx.byCode[ck] = p
 	if p == nil {
 		return nil, fmt.Errorf("finding partner by code %q: %w", code, hub.ErrNotFound)
 	}

@@ -56,6 +56,9 @@ type DB struct {
 	// they are c and db.
 	hot   *conn
 	hotDB *sql.DB
+	// config is what InProcessTx transactions keep of programs, sources,
+	// partners, rules and endpoints between them.
+	config configCache
 }
 
 // hotParams are the session settings of the PostgreSQL connections that
@@ -240,20 +243,22 @@ func (db *DB) InTx(ctx context.Context, fn func(tx hub.Tx) error) error {
 // InProcessTx is InTx for applying inbound events: on PostgreSQL it runs
 // on the connections whose plans are fixed to index lookups (hotParams).
 func (db *DB) InProcessTx(ctx context.Context, fn func(tx hub.Tx) error) error {
-	return db.inTxOn(ctx, db.hotDB, func(tx *Tx) error { return fn(tx) })
+	return db.inTxOn(ctx, db.hotDB, &db.config, func(tx *Tx) error { return fn(tx) })
 }
 
 func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {
-	return db.inTxOn(ctx, db.db, fn)
+	return db.inTxOn(ctx, db.db, nil, fn)
 }
 
-func (db *DB) inTxOn(ctx context.Context, sdb *sql.DB, fn func(tx *Tx) error) (err error) {
+// inTxOn runs fn in a transaction on sdb, with the shared configuration
+// cache when cache is set.
+func (db *DB) inTxOn(ctx context.Context, sdb *sql.DB, cache *configCache, fn func(tx *Tx) error) (err error) {
 	db.c.count() // BEGIN
 	stx, err := sdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", db.c.classify(err))
 	}
-	tx := &Tx{c: &conn{q: stx, pg: db.c.pg, cipher: db.c.cipher, now: db.c.now, stmts: db.c.stmts}}
+	tx := &Tx{c: &conn{q: stx, pg: db.c.pg, cipher: db.c.cipher, now: db.c.now, stmts: db.c.stmts}, cache: cache}
 	defer func() {
 		if p := recover(); p != nil {
 			db.c.count() // ROLLBACK

@@ -67,6 +67,16 @@ func (tx *Tx) enabledEndpoints(ctx context.Context, programID string) ([]*hub.En
 	if eps, ok := tx.endpoints[programID]; ok {
 		return eps, nil
 	}
+	g, err := tx.configGen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if g != nil {
+		if eps, ok := cached(g, g.endpoints, programID); ok {
+			tx.keepEndpoints(programID, eps)
+			return eps, nil
+		}
+	}
 	eps, err := list(ctx, tx.c, `SELECT id, event_types, partner_id, enabled, settings FROM endpoints
 		WHERE program_id = ? AND enabled = ? ORDER BY id`, []any{programID, true},
 		func(s scanner) (*hub.Endpoint, error) {
@@ -77,11 +87,18 @@ func (tx *Tx) enabledEndpoints(ctx context.Context, programID string) ([]*hub.En
 	if err != nil {
 		return nil, err
 	}
+	if g != nil {
+		keep(g, g.endpoints, programID, eps)
+	}
+	tx.keepEndpoints(programID, eps)
+	return eps, nil
+}
+
+func (tx *Tx) keepEndpoints(programID string, eps []*hub.Endpoint) {
 	if tx.endpoints == nil {
 		tx.endpoints = map[string][]*hub.Endpoint{}
 	}
 	tx.endpoints[programID] = eps
-	return eps, nil
 }
 
 // ListEvents lists a program's outbound events, newest first.

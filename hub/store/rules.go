@@ -66,9 +66,21 @@ func (tx *Tx) ListRules(ctx context.Context, programID string) ([]*hub.Rule, err
 	if rs, ok := tx.rules[programID]; ok {
 		return slices.Clone(rs), nil
 	}
-	rs, err := listRules(ctx, tx.c, programID)
+	g, err := tx.configGen(ctx)
 	if err != nil {
 		return nil, err
+	}
+	rs, ok := []*hub.Rule(nil), false
+	if g != nil {
+		rs, ok = cached(g, g.rules, programID)
+	}
+	if !ok {
+		if rs, err = listRules(ctx, tx.c, programID); err != nil {
+			return nil, err
+		}
+		if g != nil {
+			keep(g, g.rules, programID, rs)
+		}
 	}
 	if tx.rules == nil {
 		tx.rules = map[string][]*hub.Rule{}

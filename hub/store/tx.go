@@ -37,6 +37,11 @@ type Tx struct {
 	parked map[string]*parkedRefunds
 	// later is what is written just before COMMIT.
 	later deferred
+	// cache, when set, keeps programs, sources, partners, rules and
+	// endpoints across transactions (configCache); gen is this
+	// transaction's generation of it, from its first use.
+	cache *configCache
+	gen   *configGen
 }
 
 // GetProgram returns a program (a copy: it is read once per transaction).
@@ -45,16 +50,30 @@ func (tx *Tx) GetProgram(ctx context.Context, id string) (*hub.Program, error) {
 		cp := *p
 		return &cp, nil
 	}
-	p, err := tx.c.getProgram(ctx, id)
+	g, err := tx.configGen(ctx)
 	if err != nil {
 		return nil, err
+	}
+	p, ok := (*hub.Program)(nil), false
+	if g != nil {
+		p, ok = cached(g, g.programs, id)
+	}
+	if !ok {
+		if p, err = tx.c.getProgram(ctx, id); err != nil {
+			return nil, err
+		}
+		cp := *p
+		p = &cp
+		if g != nil {
+			keep(g, g.programs, id, p)
+		}
 	}
 	if tx.programs == nil {
 		tx.programs = map[string]*hub.Program{}
 	}
+	tx.programs[id] = p
 	cp := *p
-	tx.programs[id] = &cp
-	return p, nil
+	return &cp, nil
 }
 
 // LockKeys takes a transaction-scoped advisory lock per key on PostgreSQL,

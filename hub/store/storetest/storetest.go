@@ -50,6 +50,13 @@ func OpenSQLite(t testing.TB) *store.DB {
 // OpenURL is Open on an explicit PostgreSQL server URL ("" for SQLite).
 func OpenURL(t testing.TB, databaseURL string) *store.DB {
 	t.Helper()
+	return OpenShared(t, databaseURL, 1)[0]
+}
+
+// OpenShared returns n stores on one migrated, empty database, as n hub
+// processes sharing it see it; databaseURL as for OpenURL.
+func OpenShared(t testing.TB, databaseURL string, n int) []*store.DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := store.Config{Cipher: Cipher(t)}
@@ -58,15 +65,21 @@ func OpenURL(t testing.TB, databaseURL string) *store.DB {
 	} else {
 		cfg.URL = schemaURL(t, ctx, databaseURL)
 	}
-	db, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("storetest: opening store: %v", err)
+	dbs := make([]*store.DB, n)
+	for i := range dbs {
+		db, err := store.Open(ctx, cfg)
+		if err != nil {
+			t.Fatalf("storetest: opening store: %v", err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		if i == 0 {
+			if err := db.Migrate(ctx); err != nil {
+				t.Fatalf("storetest: migrating: %v", err)
+			}
+		}
+		dbs[i] = db
 	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatalf("storetest: migrating: %v", err)
-	}
-	return db
+	return dbs
 }
 
 // schemaURL creates a schema with a random name and returns databaseURL
