@@ -274,6 +274,25 @@ func TestProcessBatchStatements(t *testing.T) {
 	if len(f.q.deliveries) != 2*n {
 		t.Errorf("%d deliveries queued, want %d", len(f.q.deliveries), 2*n)
 	}
+
+	// A sale alone, as at low rates: the program, source, partner code,
+	// rules and endpoints come from the cache the batch filled, and on
+	// PostgreSQL the outbound events, deliveries, result and final state
+	// are written in one statement.
+	one := f.stage(sale([]string{"cs_alone"}, 10000, 10000, hub.Hints{PartnerCode: "alice"}))
+	before = testutil.ToFloat64(counter)
+	if err := f.svc.ProcessBatch(ctx, []string{one}); err != nil {
+		t.Fatal(err)
+	}
+	stmts = testutil.ToFloat64(counter) - before
+	t.Logf("a sale alone: %.0f statements", stmts)
+	alone := 10.0 // BEGIN, epoch, claim, lock, lookup, parked refunds, conversion, commission, writes, COMMIT
+	if f.st.(*store.DB).Dialect() == "sqlite" {
+		alone = 14
+	}
+	if stmts > alone {
+		t.Errorf("a sale alone took %.0f statements, want at most %.0f", stmts, alone)
+	}
 }
 
 // TestProcessBatchRedaction: a customer's erasure request applied in the

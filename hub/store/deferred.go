@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -11,9 +12,10 @@ import (
 // A transaction's write-only rows (outbound events and their deliveries,
 // the results of inbound events) and the final state of the inbound events
 // it claimed are not read again before it commits, so the Tx keeps them and
-// writes each kind in one statement just before COMMIT (Tx.flush): a batch
-// of inbound events applied in one transaction costs a handful of
-// statements for all of them instead of several each.
+// writes them just before COMMIT (Tx.flush: one statement on PostgreSQL,
+// one per kind on SQLite): a batch of inbound events applied in one
+// transaction costs a handful of statements for all of them instead of
+// several each.
 type deferred struct {
 	events     []*hub.Event
 	deliveries []*hub.Delivery
@@ -113,8 +115,26 @@ func (c *conn) idIn(col string, ids []string) (string, []any) {
 }
 
 // flush writes what the transaction deferred. inTx calls it before COMMIT.
+// On PostgreSQL it is one statement (flushSQL), on SQLite one per kind.
 func (tx *Tx) flush(ctx context.Context) error {
 	l := &tx.later
+	for _, id := range l.order {
+		if !l.claimed[id].finished {
+			return fmt.Errorf("inbound event %s was claimed but not finished", id)
+		}
+	}
+	if len(l.events) == 0 && len(l.deliveries) == 0 && len(l.results) == 0 && len(l.order) == 0 {
+		return nil
+	}
+	if tx.c.pg {
+		args := slices.Concat(eventArrays(l.events), deliveryArrays(l.deliveries), resultArrays(l.results), tx.claimArrays())
+		if _, err := tx.c.exec(ctx, flushSQL, args...); err != nil {
+			return fmt.Errorf("writing %d outbound events, %d deliveries and %d inbound events' results: %w",
+				len(l.events), len(l.deliveries), len(l.order), err)
+		}
+		*l = deferred{}
+		return nil
+	}
 	if err := tx.flushEvents(ctx, l.events); err != nil {
 		return err
 	}
@@ -129,6 +149,91 @@ func (tx *Tx) flush(ctx context.Context) error {
 	}
 	*l = deferred{}
 	return nil
+}
+
+// flushSQL writes what a transaction deferred in one statement
+// (PostgreSQL): its outbound events, their deliveries, the results of its
+// inbound events, and those events' final states and tags. The rows travel
+// as arrays, so the statement's text is the same for any number of rows
+// (one prepared statement per connection, where a VALUES list would
+// prepare and cache one per row count); empty arrays write nothing. The
+// foreign keys are checked at the end of the statement, when the events
+// the deliveries name are in.
+const flushSQL = `WITH ev AS (
+		INSERT INTO events (` + eventCols + `)
+		SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])
+	), dl AS (
+		INSERT INTO deliveries (` + deliveryCols + `)
+		SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::int[],
+			?::timestamptz[], ?::text[], ?::timestamptz[], ?::timestamptz[])
+	), rs AS (
+		INSERT INTO inbound_results (inbound_event_id, kind, result_id)
+		SELECT * FROM unnest(?::text[], ?::text[], ?::text[])
+		ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING
+	)
+	UPDATE inbound_events AS i SET status = v.status, last_error = v.last_error,
+		processed_at = v.processed_at, subject = CASE WHEN v.tagged THEN v.subject ELSE i.subject END,
+		customer_ref = CASE WHEN v.tagged THEN v.customer_ref ELSE i.customer_ref END
+		FROM (SELECT *, subject IS NOT NULL AS tagged FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::text[])
+			AS u (id, status, last_error, processed_at, subject, customer_ref)) AS v
+		WHERE i.id = v.id`
+
+// eventArrays is the events' columns as arrays, in eventCols order.
+func eventArrays(es []*hub.Event) []any {
+	n := len(es)
+	ids, programs, types, data := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	partners, created := make([]*string, n), make([]time.Time, n)
+	for i, e := range es {
+		ids[i], programs[i], types[i], data[i], created[i] = e.ID, e.ProgramID, e.Type, string(e.Data), normTime(e.CreatedAt)
+		if e.PartnerID != "" {
+			partners[i] = &e.PartnerID
+		}
+	}
+	return []any{ids, programs, types, partners, data, created}
+}
+
+// deliveryArrays is the deliveries' columns as arrays, in deliveryCols
+// order.
+func deliveryArrays(ds []*hub.Delivery) []any {
+	n := len(ds)
+	ids, programs, events, endpoints, types, statuses, lastErrors :=
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	attempts := make([]int32, n)
+	nexts := make([]*time.Time, n)
+	created, updated := make([]time.Time, n), make([]time.Time, n)
+	for i, d := range ds {
+		ids[i], programs[i], events[i], endpoints[i], types[i], statuses[i], lastErrors[i] =
+			d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.LastError
+		attempts[i], nexts[i], created[i], updated[i] = int32(d.Attempts), normTimePtr(d.NextAttemptAt), normTime(d.CreatedAt), normTime(d.UpdatedAt)
+	}
+	return []any{ids, programs, events, endpoints, types, statuses, attempts, nexts, lastErrors, created, updated}
+}
+
+// resultArrays is the inbound results as arrays.
+func resultArrays(rs []inboundResult) []any {
+	n := len(rs)
+	inbound, kinds, ids := make([]string, n), make([]string, n), make([]string, n)
+	for i, r := range rs {
+		inbound[i], kinds[i], ids[i] = r.inbound, r.kind, r.id
+	}
+	return []any{inbound, kinds, ids}
+}
+
+// claimArrays is the claimed events' final states and tags as arrays.
+func (tx *Tx) claimArrays() []any {
+	l := &tx.later
+	n := len(l.order)
+	ids, statuses, errs := make([]string, n), make([]string, n), make([]string, n)
+	subjects, customers := make([]*string, n), make([]*string, n)
+	ats := make([]time.Time, n)
+	for i, id := range l.order {
+		c := l.claimed[id]
+		ids[i], statuses[i], errs[i], ats[i] = id, c.status, c.lastErr, normTime(c.processedAt)
+		if c.tagged {
+			subjects[i], customers[i] = &c.subject, &c.customer
+		}
+	}
+	return []any{ids, statuses, errs, ats, subjects, customers}
 }
 
 // insertRows runs INSERT head VALUES (…), (…) … tail over n rows (on
@@ -148,149 +253,66 @@ func (tx *Tx) insertRows(ctx context.Context, head, tail string, n, cols int, ar
 	return nil
 }
 
-// flushEvents inserts the transaction's outbound events. Here and in the
-// other flushes, the rows travel as arrays on PostgreSQL, so each
-// statement's text is the same for any number of rows: one prepared
-// statement per connection, where a VALUES list would prepare (and cache)
-// one per row count.
+// flushEvents inserts the transaction's outbound events (SQLite).
 func (tx *Tx) flushEvents(ctx context.Context, es []*hub.Event) error {
 	if len(es) == 0 {
 		return nil
 	}
-	var err error
-	if tx.c.pg {
-		n := len(es)
-		ids, programs, types, data := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		partners, created := make([]*string, n), make([]time.Time, n)
-		for i, e := range es {
-			ids[i], programs[i], types[i], data[i], created[i] = e.ID, e.ProgramID, e.Type, string(e.Data), normTime(e.CreatedAt)
-			if e.PartnerID != "" {
-				partners[i] = &e.PartnerID
-			}
-		}
-		_, err = tx.c.exec(ctx, `INSERT INTO events (`+eventCols+`)
-			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])`,
-			ids, programs, types, partners, data, created)
-	} else {
-		err = tx.insertRows(ctx, `INSERT INTO events (`+eventCols+`)`, "", len(es), 6, func(i int) []any {
-			e := es[i]
-			return []any{e.ID, e.ProgramID, e.Type, nullStr(e.PartnerID), string(e.Data), tx.c.ts(e.CreatedAt)}
-		})
-	}
+	err := tx.insertRows(ctx, `INSERT INTO events (`+eventCols+`)`, "", len(es), 6, func(i int) []any {
+		e := es[i]
+		return []any{e.ID, e.ProgramID, e.Type, nullStr(e.PartnerID), string(e.Data), tx.c.ts(e.CreatedAt)}
+	})
 	if err != nil {
 		return fmt.Errorf("inserting %d outbound events: %w", len(es), err)
 	}
 	return nil
 }
 
+// flushDeliveries inserts the transaction's deliveries (SQLite).
 func (tx *Tx) flushDeliveries(ctx context.Context, ds []*hub.Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	var err error
-	if tx.c.pg {
-		n := len(ds)
-		ids, programs, events, endpoints, types, statuses, lastErrors :=
-			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		attempts := make([]int32, n)
-		nexts := make([]*time.Time, n)
-		created, updated := make([]time.Time, n), make([]time.Time, n)
-		for i, d := range ds {
-			ids[i], programs[i], events[i], endpoints[i], types[i], statuses[i], lastErrors[i] =
-				d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.LastError
-			attempts[i], nexts[i], created[i], updated[i] = int32(d.Attempts), normTimePtr(d.NextAttemptAt), normTime(d.CreatedAt), normTime(d.UpdatedAt)
-		}
-		_, err = tx.c.exec(ctx, `INSERT INTO deliveries (`+deliveryCols+`)
-			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::int[],
-				?::timestamptz[], ?::text[], ?::timestamptz[], ?::timestamptz[])`,
-			ids, programs, events, endpoints, types, statuses, attempts, nexts, lastErrors, created, updated)
-	} else {
-		err = tx.insertRows(ctx, `INSERT INTO deliveries (`+deliveryCols+`)`, "", len(ds), 11, func(i int) []any {
-			d := ds[i]
-			return []any{d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
-				tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt)}
-		})
-	}
+	err := tx.insertRows(ctx, `INSERT INTO deliveries (`+deliveryCols+`)`, "", len(ds), 11, func(i int) []any {
+		d := ds[i]
+		return []any{d.ID, d.ProgramID, d.EventID, d.EndpointID, d.EventType, d.Status, d.Attempts,
+			tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(d.CreatedAt), tx.c.ts(d.UpdatedAt)}
+	})
 	if err != nil {
 		return fmt.Errorf("inserting %d deliveries: %w", len(ds), err)
 	}
 	return nil
 }
 
+// flushResults records the results of the inbound events (SQLite).
 func (tx *Tx) flushResults(ctx context.Context, rs []inboundResult) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	var err error
-	if tx.c.pg {
-		n := len(rs)
-		inbound, kinds, ids := make([]string, n), make([]string, n), make([]string, n)
-		for i, r := range rs {
-			inbound[i], kinds[i], ids[i] = r.inbound, r.kind, r.id
-		}
-		_, err = tx.c.exec(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)
-			SELECT * FROM unnest(?::text[], ?::text[], ?::text[])
-			ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, inbound, kinds, ids)
-	} else {
-		err = tx.insertRows(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)`,
-			` ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, len(rs), 3, func(i int) []any {
-				return []any{rs[i].inbound, rs[i].kind, rs[i].id}
-			})
-	}
+	err := tx.insertRows(ctx, `INSERT INTO inbound_results (inbound_event_id, kind, result_id)`,
+		` ON CONFLICT (inbound_event_id, kind, result_id) DO NOTHING`, len(rs), 3, func(i int) []any {
+			return []any{rs[i].inbound, rs[i].kind, rs[i].id}
+		})
 	if err != nil {
 		return fmt.Errorf("recording results of inbound events: %w", err)
 	}
 	return nil
 }
 
-// finishInboundSQL writes the claimed events' final states and tags
-// (PostgreSQL).
-const finishInboundSQL = `UPDATE inbound_events AS i SET status = v.status, last_error = v.last_error,
-		processed_at = v.processed_at, subject = CASE WHEN v.tagged THEN v.subject ELSE i.subject END,
-		customer_ref = CASE WHEN v.tagged THEN v.customer_ref ELSE i.customer_ref END
-		FROM (SELECT *, subject IS NOT NULL AS tagged FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::text[])
-			AS u (id, status, last_error, processed_at, subject, customer_ref)) AS v
-		WHERE i.id = v.id`
-
+// flushClaims writes the claimed events' final states and tags (SQLite).
 func (tx *Tx) flushClaims(ctx context.Context) error {
 	l := &tx.later
 	for _, id := range l.order {
-		if !l.claimed[id].finished {
-			return fmt.Errorf("inbound event %s was claimed but not finished", id)
-		}
-	}
-	if len(l.order) == 0 {
-		return nil
-	}
-	if !tx.c.pg {
-		for _, id := range l.order {
-			c := l.claimed[id]
-			q := "UPDATE inbound_events SET status = ?, last_error = ?, processed_at = ?"
-			args := []any{c.status, c.lastErr, tx.c.ts(c.processedAt)}
-			if c.tagged {
-				q += ", subject = ?, customer_ref = ?"
-				args = append(args, c.subject, c.customer)
-			}
-			if _, err := tx.c.exec(ctx, q+" WHERE id = ?", append(args, id)...); err != nil {
-				return fmt.Errorf("finishing inbound event %s: %w", id, err)
-			}
-		}
-		return nil
-	}
-	n := len(l.order)
-	ids, statuses, errs := make([]string, n), make([]string, n), make([]string, n)
-	subjects, customers := make([]*string, n), make([]*string, n)
-	ats := make([]time.Time, n)
-	for i, id := range l.order {
 		c := l.claimed[id]
-		ids[i], statuses[i], errs[i], ats[i] = id, c.status, c.lastErr, normTime(c.processedAt)
+		q := "UPDATE inbound_events SET status = ?, last_error = ?, processed_at = ?"
+		args := []any{c.status, c.lastErr, tx.c.ts(c.processedAt)}
 		if c.tagged {
-			subjects[i], customers[i] = &c.subject, &c.customer
+			q += ", subject = ?, customer_ref = ?"
+			args = append(args, c.subject, c.customer)
 		}
-	}
-	_, err := tx.c.exec(ctx, finishInboundSQL, ids, statuses, errs, ats, subjects, customers)
-	if err != nil {
-		return fmt.Errorf("finishing %d inbound events: %w", n, err)
+		if _, err := tx.c.exec(ctx, q+" WHERE id = ?", append(args, id)...); err != nil {
+			return fmt.Errorf("finishing inbound event %s: %w", id, err)
+		}
 	}
 	return nil
 }

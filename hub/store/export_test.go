@@ -22,7 +22,10 @@ func HotPlans(ctx context.Context, db *DB) (map[string]string, error) {
 			`'{dlv_a}', '{delivered}', '{1}', '{2026-01-01}', '{""}', '{1}', '{att_a}', '{200}', '{5}', '{""}', '{ok}', '{2026-01-01}', '{"{}"}', now()`},
 		{"defer_deliveries", deferDeliveriesSQL, `now(), '{dlv_a}', '{1}', '{2026-01-01}', 'pending'`},
 		{"claim_inbound", claimSQL("id = ANY(?::text[])", " FOR UPDATE"), `'{inb_a,inb_b}', 'received'`},
-		{"finish_inbound", finishInboundSQL, `'{inb_a}', '{processed}', '{""}', '{2026-01-01}', '{NULL}', '{NULL}'`},
+		{"flush", flushSQL, `'{evt_a}', '{prg_a}', '{conversion.created}', '{NULL}', '{"{}"}', '{2026-01-01}', ` +
+			`'{dlv_a}', '{prg_a}', '{evt_a}', '{ep_a}', '{conversion.created}', '{pending}', '{0}', '{2026-01-01}', '{""}', '{2026-01-01}', '{2026-01-01}', ` +
+			`'{inb_a}', '{conversion}', '{cv_a}', ` +
+			`'{inb_a}', '{processed}', '{""}', '{2026-01-01}', '{NULL}', '{NULL}'`},
 	}
 	out := map[string]string{}
 	for _, s := range stmts {
