@@ -9,6 +9,12 @@ import (
 	"github.com/partnerhub/partnerhub/hub/groupcommit"
 )
 
+// batchLinger is how long a batch of loads, records or holds waits for
+// more under a steady load (groupcommit.Batcher.Linger): about two
+// attempts per statement instead of one at a few hundred deliveries a
+// second, for at most a millisecond per step.
+const batchLinger = time.Millisecond
+
 // record is one attempt to record.
 type record struct {
 	d *hub.Delivery
@@ -21,6 +27,7 @@ func newRecorder(st Store, max, runners int) *groupcommit.Batcher[record, error]
 		Split:   splitFailed(func(err error) error { return err }),
 		Max:     max,
 		Runners: runners,
+		Linger:  batchLinger,
 		Run: func(ctx context.Context, rs []record) []error {
 			ds := make([]*hub.Delivery, len(rs))
 			as := make([]*hub.Attempt, len(rs))
@@ -47,6 +54,7 @@ func newLoader(st Store, max, runners int) *groupcommit.Batcher[string, target] 
 		Split:   splitFailed(func(t target) error { return t.err }),
 		Max:     max,
 		Runners: runners,
+		Linger:  batchLinger,
 		Run: func(ctx context.Context, ids []string) []target {
 			out := make([]target, len(ids))
 			ds, es, eps, err := st.DeliveryTargets(ctx, ids)
@@ -83,6 +91,7 @@ func newDeferrer(st Store, max, runners int) *groupcommit.Batcher[deferral, defe
 		Split:   splitFailed(func(d deferred) error { return d.err }),
 		Max:     max,
 		Runners: runners,
+		Linger:  batchLinger,
 		Run: func(ctx context.Context, ds []deferral) []deferred {
 			ids := make([]string, len(ds))
 			attempts := make([]int, len(ds))

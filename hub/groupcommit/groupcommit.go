@@ -31,10 +31,18 @@ type Batcher[T, R any] struct {
 	Max, Runners int
 	// Timeout bounds one batch. Zero: 30 s.
 	Timeout time.Duration
+	// Linger, when set, is how long a batch waits for more calls before
+	// it starts, when the previous batch ended less than ten times Linger
+	// ago (calls keep coming) and fewer than Max are waiting: under a
+	// steady moderate load, batches of several calls instead of one each,
+	// for at most Linger of latency. A lone call after a quiet spell never
+	// waits.
+	Linger time.Duration
 
 	mu      sync.Mutex
 	running int
 	pending []*batchCall[T, R]
+	last    time.Time // when the last batch ended
 }
 
 type batchCall[T, R any] struct {
@@ -106,6 +114,14 @@ func (b *Batcher[T, R]) run(ctx context.Context, items []T) (res []R, panicked a
 
 // runBatch runs one batch of pending calls, then passes the turn on.
 func (b *Batcher[T, R]) runBatch(ctx context.Context) {
+	if b.Linger > 0 {
+		b.mu.Lock()
+		wait := len(b.pending) < max(b.Max, 1) && time.Since(b.last) < 10*b.Linger
+		b.mu.Unlock()
+		if wait {
+			time.Sleep(b.Linger)
+		}
+	}
 	b.mu.Lock()
 	n := min(len(b.pending), max(b.Max, 1))
 	batch := make([]*batchCall[T, R], n)
@@ -130,6 +146,7 @@ func (b *Batcher[T, R]) runBatch(ctx context.Context) {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.last = time.Now()
 	for _, c := range b.pending {
 		if !c.promoted {
 			c.promoted = true

@@ -180,3 +180,49 @@ func TestBatcherSurvivesPanic(t *testing.T) {
 		t.Errorf("after the calls: %d running, %d pending", b.running, len(b.pending))
 	}
 }
+
+// TestBatcherLinger: a call after a quiet spell runs at once; calls that
+// keep coming wait up to Linger and go together.
+func TestBatcherLinger(t *testing.T) {
+	const linger = 100 * time.Millisecond
+	var mu sync.Mutex
+	var sizes []int
+	b := &Batcher[int, int]{
+		Max: 100, Runners: 1, Linger: linger,
+		Run: func(_ context.Context, xs []int) []int {
+			mu.Lock()
+			sizes = append(sizes, len(xs))
+			mu.Unlock()
+			return xs
+		},
+	}
+	lone := func(what string) {
+		start := time.Now()
+		b.Do(context.Background(), 0)
+		if d := time.Since(start); d >= linger {
+			t.Errorf("%s: a lone call took %v: it waited for company", what, d)
+		}
+	}
+	lone("first call")
+
+	// Right after a batch, five calls 5 ms apart: the first waits for the
+	// others.
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.Do(context.Background(), i)
+		}()
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	mu.Lock()
+	if len(sizes) != 2 || sizes[1] != 5 {
+		t.Errorf("batch sizes %v, want [1 5]", sizes)
+	}
+	mu.Unlock()
+
+	time.Sleep(11 * linger)
+	lone("call after a quiet spell")
+}
