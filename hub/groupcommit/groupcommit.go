@@ -35,14 +35,17 @@ type Batcher[T, R any] struct {
 	// it starts, when the previous batch ended less than ten times Linger
 	// ago (calls keep coming) and fewer than Max are waiting: under a
 	// steady moderate load, batches of several calls instead of one each,
-	// for at most Linger of latency. A lone call after a quiet spell never
-	// waits.
+	// for at most Linger of latency. One batch lingers at a time, calls
+	// that arrive meanwhile join it, and it starts at once when Max calls
+	// wait. A lone call after a quiet spell never waits.
 	Linger time.Duration
 
 	mu      sync.Mutex
 	running int
 	pending []*batchCall[T, R]
-	last    time.Time // when the last batch ended
+	last    time.Time // when the last batch that ran items ended
+	// full, while a batch lingers, is closed when Max calls wait.
+	full chan struct{}
 }
 
 type batchCall[T, R any] struct {
@@ -66,9 +69,14 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 	c := &batchCall[T, R]{item: item, done: make(chan batchResult[R], 2)}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
-	lead := b.running < max(b.Runners, 1)
+	// While a batch lingers, calls join it instead of starting another.
+	lead := b.running < max(b.Runners, 1) && b.full == nil
 	if lead {
 		b.running++
+	}
+	if b.full != nil && len(b.pending) >= max(b.Max, 1) {
+		close(b.full)
+		b.full = nil
 	}
 	b.mu.Unlock()
 	for {
@@ -116,10 +124,24 @@ func (b *Batcher[T, R]) run(ctx context.Context, items []T) (res []R, panicked a
 func (b *Batcher[T, R]) runBatch(ctx context.Context) {
 	if b.Linger > 0 {
 		b.mu.Lock()
-		wait := len(b.pending) < max(b.Max, 1) && time.Since(b.last) < 10*b.Linger
+		var full chan struct{}
+		if b.full == nil && len(b.pending) > 0 && len(b.pending) < max(b.Max, 1) && time.Since(b.last) < 10*b.Linger {
+			full = make(chan struct{})
+			b.full = full
+		}
 		b.mu.Unlock()
-		if wait {
-			time.Sleep(b.Linger)
+		if full != nil {
+			t := time.NewTimer(b.Linger)
+			select {
+			case <-t.C:
+			case <-full:
+			}
+			t.Stop()
+			b.mu.Lock()
+			if b.full == full {
+				b.full = nil
+			}
+			b.mu.Unlock()
 		}
 	}
 	b.mu.Lock()
@@ -146,7 +168,9 @@ func (b *Batcher[T, R]) runBatch(ctx context.Context) {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.last = time.Now()
+	if n > 0 {
+		b.last = time.Now()
+	}
 	for _, c := range b.pending {
 		if !c.promoted {
 			c.promoted = true

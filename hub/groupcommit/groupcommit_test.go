@@ -182,13 +182,14 @@ func TestBatcherSurvivesPanic(t *testing.T) {
 }
 
 // TestBatcherLinger: a call after a quiet spell runs at once; calls that
-// keep coming wait up to Linger and go together.
+// keep coming wait up to Linger and go together (one batch lingers, even
+// with two runners), and a batch that has Max calls starts at once.
 func TestBatcherLinger(t *testing.T) {
 	const linger = 100 * time.Millisecond
 	var mu sync.Mutex
 	var sizes []int
 	b := &Batcher[int, int]{
-		Max: 100, Runners: 1, Linger: linger,
+		Max: 100, Runners: 2, Linger: linger,
 		Run: func(_ context.Context, xs []int) []int {
 			mu.Lock()
 			sizes = append(sizes, len(xs))
@@ -225,4 +226,26 @@ func TestBatcherLinger(t *testing.T) {
 
 	time.Sleep(11 * linger)
 	lone("call after a quiet spell")
+
+	// Max calls end the wait: three calls with Max 3 and a long Linger.
+	b.Max = 3
+	b.Do(context.Background(), 0) // a recent batch: the next one lingers
+	b.Linger = time.Minute
+	start := time.Now()
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.Do(context.Background(), i)
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("a full batch waited %v", d)
+	}
+	mu.Lock()
+	if got := sizes[len(sizes)-1]; got != 3 {
+		t.Errorf("last batch of %d calls, want 3 (sizes %v)", got, sizes)
+	}
+	mu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -279,6 +280,7 @@ func (db *DB) ListPartners(ctx context.Context, programID string, p hub.Page) ([
 // is applied counts from the next transaction on.
 func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*hub.Partner, error) {
 	ck := programID + "|" + code
+	gk := programID + "|" + strings.ToLower(code) // codes are ASCII
 	p, ok := tx.byCode[ck]
 	if !ok {
 		g, err := tx.configGen(ctx)
@@ -286,7 +288,7 @@ func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*h
 			return nil, err
 		}
 		if g != nil {
-			p, ok = cached(g, g.byCode, ck)
+			p, ok = cached(g, g.byCode, gk)
 		}
 	}
 	if !ok {
@@ -298,8 +300,8 @@ func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*h
 		if found != nil {
 			tx.keepPartner(found)
 		}
-		if tx.gen != nil {
-			keep(tx.gen, tx.gen.byCode, ck, found)
+		if tx.gen != nil && found != nil {
+			keep(tx.gen, tx.gen.byCode, gk, found)
 		}
 		p = found
 	}

@@ -14,17 +14,25 @@ import (
 // bumps config_epoch in its own transaction (triggers, migration 00014),
 // so a transaction that reads the epoch first and finds the cache's
 // generation at least as new sees everything committed before it began,
-// in any process sharing the database. A transaction reads the tables
-// only after it has its generation, so what it stores there is at least
-// as new as the generation's epoch.
+// in any process sharing the database.
+//
+// A generation holds only what transactions that read its epoch read
+// after it, so it is right for that epoch under any isolation level; a
+// transaction that reads another epoch replaces the generation (the
+// counter may also go back, after a restore or a failover), so around a
+// change two transactions may replace it in turn, which costs reads, not
+// correctness.
 type configCache struct {
 	mu  sync.Mutex
 	cur *configGen
 }
 
-// configGen is what was read while config_epoch was epoch (or later).
+// configGen is what transactions that read config_epoch = epoch read.
 // Its values are shared by concurrent transactions and never modified:
-// readers get copies.
+// readers get shallow copies, and nothing in processing writes to the
+// maps and slices those share (source options, partner tags, rules,
+// endpoints). Decrypted source secrets stay in memory as long as the
+// generation.
 type configGen struct {
 	epoch int64
 
@@ -34,15 +42,18 @@ type configGen struct {
 	endpoints map[string][]*hub.Endpoint
 	rules     map[string][]*hub.Rule
 	partners  map[string]*hub.Partner // by program|id
-	byCode    map[string]*hub.Partner // by program|code; nil: no partner
+	// byCode holds found partners by program|lower-cased code. Codes
+	// that match no partner are not kept here (they come from webhooks,
+	// so there is no bound on them), only in the transaction.
+	byCode map[string]*hub.Partner
 }
 
 // gen returns the generation for a transaction that read epoch: the
-// current one, replaced first when epoch is newer.
+// current one, replaced first when it is of another epoch.
 func (cc *configCache) gen(epoch int64) *configGen {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.cur == nil || cc.cur.epoch < epoch {
+	if cc.cur == nil || cc.cur.epoch != epoch {
 		cc.cur = &configGen{
 			epoch:     epoch,
 			programs:  map[string]*hub.Program{},

@@ -129,8 +129,8 @@ func (tx *Tx) flush(ctx context.Context) error {
 	if tx.c.pg {
 		args := slices.Concat(eventArrays(l.events), deliveryArrays(l.deliveries), resultArrays(l.results), tx.claimArrays())
 		if _, err := tx.c.exec(ctx, flushSQL, args...); err != nil {
-			return fmt.Errorf("writing %d outbound events, %d deliveries and %d inbound events' results: %w",
-				len(l.events), len(l.deliveries), len(l.order), err)
+			return fmt.Errorf("writing %d outbound events, %d deliveries, %d results and %d finished inbound events: %w",
+				len(l.events), len(l.deliveries), len(l.results), len(l.order), err)
 		}
 		*l = deferred{}
 		return nil

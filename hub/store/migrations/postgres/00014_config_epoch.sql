@@ -12,8 +12,11 @@ CREATE TABLE config_epoch (
 );
 INSERT INTO config_epoch (id, n) VALUES (1, 1);
 
+-- The function keeps the search_path it was created with, so that a
+-- change made from a session with another search_path (a hand-written
+-- update naming the schema) still finds config_epoch.
 -- +goose StatementBegin
-CREATE FUNCTION bump_config_epoch() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION bump_config_epoch() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE config_epoch SET n = n + 1 WHERE id = 1;
     RETURN NULL;
