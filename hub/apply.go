@@ -606,10 +606,7 @@ func (a *applier) settle(ctx context.Context, c *Conversion, created bool, joine
 		}
 		// The earned entry is stored with the commission.
 		if earned := com.Terms.earned(c.BaseMinor, com.RateBPS); earned != 0 {
-			com.Entries = append(com.Entries, LedgerEntry{
-				ID: NewID("ent"), ProgramID: c.ProgramID, CommissionID: com.ID, Key: "earned",
-				Type: EntryEarned, AmountMinor: earned, Currency: com.Currency, CreatedAt: a.s.cfg.Now().UTC(),
-			})
+			com.Entries = append(com.Entries, a.entry(com, EntryEarned, "earned", earned))
 			com.NetMinor += earned
 		}
 		if err := a.tx.InsertCommission(ctx, com); err != nil {
@@ -638,16 +635,13 @@ func (a *applier) settle(ctx context.Context, c *Conversion, created bool, joine
 		reversed = MulDivRound(earned, min(base, c.BaseMinor), c.BaseMinor)
 	}
 	book := func(typ, key string, amount int64) error {
-		e := &LedgerEntry{
-			ID: NewID("ent"), ProgramID: c.ProgramID, CommissionID: com.ID, Key: key,
-			Type: typ, AmountMinor: amount, Currency: com.Currency, CreatedAt: a.s.cfg.Now().UTC(),
-		}
-		ok, err := a.tx.InsertEntry(ctx, e)
+		e := a.entry(com, typ, key, amount)
+		ok, err := a.tx.InsertEntry(ctx, &e)
 		if err != nil {
 			return fmt.Errorf("booking %s entry: %w", typ, err)
 		}
 		if ok {
-			com.Entries = append(com.Entries, *e)
+			com.Entries = append(com.Entries, e)
 			com.NetMinor += amount
 		}
 		return nil
@@ -744,6 +738,14 @@ func (a *applier) newCommission(ctx context.Context, c *Conversion) (*Commission
 		Test: !c.Livemode, HoldUntil: c.OccurredAt.Add(time.Duration(prog.HoldDays) * 24 * time.Hour),
 		CreatedAt: a.s.cfg.Now().UTC(),
 	}, nil
+}
+
+// entry is a new ledger entry of com.
+func (a *applier) entry(com *Commission, typ, key string, amount int64) LedgerEntry {
+	return LedgerEntry{
+		ID: NewID("ent"), ProgramID: com.ProgramID, CommissionID: com.ID, Key: key,
+		Type: typ, AmountMinor: amount, Currency: com.Currency, CreatedAt: a.s.cfg.Now().UTC(),
+	}
 }
 
 // redecide brings an unapproved commission's terms up to date when a later

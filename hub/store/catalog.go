@@ -212,46 +212,20 @@ func (db *DB) UpdatePartner(ctx context.Context, p *hub.Partner) error {
 // GetPartner returns a partner inside the transaction (a copy: a partner
 // is read once per transaction).
 func (tx *Tx) GetPartner(ctx context.Context, programID, id string) (*hub.Partner, error) {
-	key := programID + "|" + id
-	if p, ok := tx.partners[key]; ok {
-		cp := *p
-		return &cp, nil
-	}
-	g, err := tx.configGen(ctx)
+	p, err := fromGen(ctx, tx, func(g *configGen) map[string]*hub.Partner { return g.partners }, programID+"|"+id,
+		func() (*hub.Partner, error) {
+			p, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners WHERE program_id = ? AND id = ?`,
+				[]any{programID, id}, scanPartner)
+			if err != nil {
+				return nil, fmt.Errorf("getting partner %s: %w", id, err)
+			}
+			return p, nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	if g != nil {
-		if p, ok := cached(g, g.partners, key); ok {
-			if tx.partners == nil {
-				tx.partners = map[string]*hub.Partner{}
-			}
-			tx.partners[key] = p
-			cp := *p
-			return &cp, nil
-		}
-	}
-	p, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners WHERE program_id = ? AND id = ?`,
-		[]any{programID, id}, scanPartner)
-	if err != nil {
-		return nil, fmt.Errorf("getting partner %s: %w", id, err)
-	}
-	tx.keepPartner(p)
-	return p, nil
-}
-
-// keepPartner remembers a copy of p for the rest of the transaction, and
-// in the shared cache's generation.
-func (tx *Tx) keepPartner(p *hub.Partner) {
-	if tx.partners == nil {
-		tx.partners = map[string]*hub.Partner{}
-	}
 	cp := *p
-	key := p.ProgramID + "|" + p.ID
-	tx.partners[key] = &cp
-	if tx.gen != nil {
-		keep(tx.gen, tx.gen.partners, key, &cp)
-	}
+	return &cp, nil
 }
 
 // GetPartner returns a partner of the program.
@@ -277,38 +251,34 @@ func (db *DB) ListPartners(ctx context.Context, programID string, p hub.Page) ([
 
 // FindPartnerByCode matches codes case-insensitively. A code is looked up
 // once per transaction, its absence too: a partner created while a batch
-// is applied counts from the next transaction on.
+// is applied counts from the next transaction on. Found partners are kept
+// in the transaction's generation (shared in processing), absent codes
+// only in the transaction: they come from webhooks, without bound.
 func (tx *Tx) FindPartnerByCode(ctx context.Context, programID, code string) (*hub.Partner, error) {
 	ck := programID + "|" + code
-	gk := programID + "|" + strings.ToLower(code) // codes are ASCII
 	p, ok := tx.byCode[ck]
 	if !ok {
 		g, err := tx.configGen(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if g != nil {
-			p, ok = cached(g, g.byCode, gk)
+		gk := programID + "|" + strings.ToLower(code) // codes are ASCII
+		if p, ok = cached(g, g.byCode, gk); !ok {
+			p, err = scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners
+				WHERE program_id = ? AND lower(code) = lower(?)`, []any{programID, code}, scanPartner)
+			switch {
+			case err == nil:
+				keep(g, g.byCode, gk, p)
+				keep(g, g.partners, p.ProgramID+"|"+p.ID, p)
+			case !errors.Is(err, hub.ErrNotFound):
+				return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
+			}
 		}
+		if tx.byCode == nil {
+			tx.byCode = map[string]*hub.Partner{}
+		}
+		tx.byCode[ck] = p
 	}
-	if !ok {
-		found, err := scanOne(ctx, tx.c, `SELECT `+partnerCols+` FROM partners
-			WHERE program_id = ? AND lower(code) = lower(?)`, []any{programID, code}, scanPartner)
-		if err != nil && !errors.Is(err, hub.ErrNotFound) {
-			return nil, fmt.Errorf("finding partner by code %q: %w", code, err)
-		}
-		if found != nil {
-			tx.keepPartner(found)
-		}
-		if tx.gen != nil && found != nil {
-			keep(tx.gen, tx.gen.byCode, gk, found)
-		}
-		p = found
-	}
-	if tx.byCode == nil {
-		tx.byCode = map[string]*hub.Partner{}
-	}
-	tx.byCode[ck] = p
 	if p == nil {
 		return nil, fmt.Errorf("finding partner by code %q: %w", code, hub.ErrNotFound)
 	}

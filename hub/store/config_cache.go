@@ -27,7 +27,8 @@ type configCache struct {
 	cur *configGen
 }
 
-// configGen is what transactions that read config_epoch = epoch read.
+// configGen is what transactions that read config_epoch = epoch read (or,
+// with epoch 0, what one transaction outside processing read).
 // Its values are shared by concurrent transactions and never modified:
 // readers get shallow copies, and nothing in processing writes to the
 // maps and slices those share (source options, partner tags, rules,
@@ -54,17 +55,21 @@ func (cc *configCache) gen(epoch int64) *configGen {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.cur == nil || cc.cur.epoch != epoch {
-		cc.cur = &configGen{
-			epoch:     epoch,
-			programs:  map[string]*hub.Program{},
-			sources:   map[string]*hub.Source{},
-			endpoints: map[string][]*hub.Endpoint{},
-			rules:     map[string][]*hub.Rule{},
-			partners:  map[string]*hub.Partner{},
-			byCode:    map[string]*hub.Partner{},
-		}
+		cc.cur = newConfigGen(epoch)
 	}
 	return cc.cur
+}
+
+func newConfigGen(epoch int64) *configGen {
+	return &configGen{
+		epoch:     epoch,
+		programs:  map[string]*hub.Program{},
+		sources:   map[string]*hub.Source{},
+		endpoints: map[string][]*hub.Endpoint{},
+		rules:     map[string][]*hub.Rule{},
+		partners:  map[string]*hub.Partner{},
+		byCode:    map[string]*hub.Partner{},
+	}
 }
 
 // cached looks key up in one of g's maps.
@@ -82,17 +87,40 @@ func keep[V any](g *configGen, m map[string]V, key string, v V) {
 	m[key] = v
 }
 
-// configGen returns the transaction's generation of the shared cache,
-// reading config_epoch on first use; nil when the transaction does not
-// use the cache.
+// configGen returns the transaction's generation: of the shared cache
+// (reading config_epoch on first use) when the transaction has one, else
+// a generation of its own, so that what it reads of the configuration is
+// read once per transaction.
 func (tx *Tx) configGen(ctx context.Context) (*configGen, error) {
-	if tx.cache == nil || tx.gen != nil {
-		return tx.gen, nil
+	switch {
+	case tx.gen != nil:
+	case tx.cache == nil:
+		tx.gen = newConfigGen(0)
+	default:
+		var epoch int64
+		if err := tx.c.get(ctx, `SELECT n FROM config_epoch WHERE id = 1`, nil, &epoch); err != nil {
+			return nil, fmt.Errorf("reading the configuration epoch: %w", err)
+		}
+		tx.gen = tx.cache.gen(epoch)
 	}
-	var epoch int64
-	if err := tx.c.get(ctx, `SELECT n FROM config_epoch WHERE id = 1`, nil, &epoch); err != nil {
-		return nil, fmt.Errorf("reading the configuration epoch: %w", err)
-	}
-	tx.gen = tx.cache.gen(epoch)
 	return tx.gen, nil
+}
+
+// fromGen returns what the transaction's generation holds under key in
+// the map pick selects, loading and keeping it on a miss.
+func fromGen[V any](ctx context.Context, tx *Tx, pick func(*configGen) map[string]V, key string, load func() (V, error)) (V, error) {
+	var zero V
+	g, err := tx.configGen(ctx)
+	if err != nil {
+		return zero, err
+	}
+	if v, ok := cached(g, pick(g), key); ok {
+		return v, nil
+	}
+	v, err := load()
+	if err != nil {
+		return zero, err
+	}
+	keep(g, pick(g), key, v)
+	return v, nil
 }

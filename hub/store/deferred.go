@@ -41,24 +41,15 @@ type claim struct {
 // PostgreSQL's 65,535 parameters and SQLite's 32,766.
 const maxRowsPerInsert = 1000
 
-// GetSource returns a source, read in the transaction (a copy). In a
+// GetSource returns a source, read once per transaction (a copy). In a
 // transaction that applies inbound events it may come from the shared
 // cache (configCache): its name, secrets, options and credentials are
 // current, its health and last verification may be older.
 func (tx *Tx) GetSource(ctx context.Context, id string) (*hub.Source, error) {
-	g, err := tx.configGen(ctx)
+	s, err := fromGen(ctx, tx, func(g *configGen) map[string]*hub.Source { return g.sources }, id,
+		func() (*hub.Source, error) { return tx.c.getSource(ctx, id) })
 	if err != nil {
 		return nil, err
-	}
-	if g == nil {
-		return tx.c.getSource(ctx, id)
-	}
-	s, ok := cached(g, g.sources, id)
-	if !ok {
-		if s, err = tx.c.getSource(ctx, id); err != nil {
-			return nil, err
-		}
-		keep(g, g.sources, id, s)
 	}
 	cp := *s
 	return &cp, nil

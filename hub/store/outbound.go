@@ -64,41 +64,16 @@ func (tx *Tx) InsertEvent(ctx context.Context, e *hub.Event) ([]*hub.Delivery, e
 // enabledEndpoints lists a program's enabled endpoints, once per
 // transaction.
 func (tx *Tx) enabledEndpoints(ctx context.Context, programID string) ([]*hub.Endpoint, error) {
-	if eps, ok := tx.endpoints[programID]; ok {
-		return eps, nil
-	}
-	g, err := tx.configGen(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if g != nil {
-		if eps, ok := cached(g, g.endpoints, programID); ok {
-			tx.keepEndpoints(programID, eps)
-			return eps, nil
-		}
-	}
-	eps, err := list(ctx, tx.c, `SELECT id, event_types, partner_id, enabled, settings FROM endpoints
-		WHERE program_id = ? AND enabled = ? ORDER BY id`, []any{programID, true},
-		func(s scanner) (*hub.Endpoint, error) {
-			var ep hub.Endpoint
-			err := s.Scan(&ep.ID, jsonCol{&ep.EventTypes}, strCol{&ep.PartnerID}, &ep.Enabled, jsonCol{&ep.EndpointSettings})
-			return &ep, err
+	return fromGen(ctx, tx, func(g *configGen) map[string][]*hub.Endpoint { return g.endpoints }, programID,
+		func() ([]*hub.Endpoint, error) {
+			return list(ctx, tx.c, `SELECT id, event_types, partner_id, enabled, settings FROM endpoints
+				WHERE program_id = ? AND enabled = ? ORDER BY id`, []any{programID, true},
+				func(s scanner) (*hub.Endpoint, error) {
+					var ep hub.Endpoint
+					err := s.Scan(&ep.ID, jsonCol{&ep.EventTypes}, strCol{&ep.PartnerID}, &ep.Enabled, jsonCol{&ep.EndpointSettings})
+					return &ep, err
+				})
 		})
-	if err != nil {
-		return nil, err
-	}
-	if g != nil {
-		keep(g, g.endpoints, programID, eps)
-	}
-	tx.keepEndpoints(programID, eps)
-	return eps, nil
-}
-
-func (tx *Tx) keepEndpoints(programID string, eps []*hub.Endpoint) {
-	if tx.endpoints == nil {
-		tx.endpoints = map[string][]*hub.Endpoint{}
-	}
-	tx.endpoints[programID] = eps
 }
 
 // ListEvents lists a program's outbound events, newest first.

@@ -63,29 +63,11 @@ func (db *DB) ListRules(ctx context.Context, programID string) ([]*hub.Rule, err
 // ListRules lists a program's rules inside the transaction, read once
 // per transaction.
 func (tx *Tx) ListRules(ctx context.Context, programID string) ([]*hub.Rule, error) {
-	if rs, ok := tx.rules[programID]; ok {
-		return slices.Clone(rs), nil
-	}
-	g, err := tx.configGen(ctx)
+	rs, err := fromGen(ctx, tx, func(g *configGen) map[string][]*hub.Rule { return g.rules }, programID,
+		func() ([]*hub.Rule, error) { return listRules(ctx, tx.c, programID) })
 	if err != nil {
 		return nil, err
 	}
-	rs, ok := []*hub.Rule(nil), false
-	if g != nil {
-		rs, ok = cached(g, g.rules, programID)
-	}
-	if !ok {
-		if rs, err = listRules(ctx, tx.c, programID); err != nil {
-			return nil, err
-		}
-		if g != nil {
-			keep(g, g.rules, programID, rs)
-		}
-	}
-	if tx.rules == nil {
-		tx.rules = map[string][]*hub.Rule{}
-	}
-	tx.rules[programID] = rs
 	return slices.Clone(rs), nil
 }
 

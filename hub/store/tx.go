@@ -17,13 +17,6 @@ import (
 // DB.InTx). It is not safe for concurrent use.
 type Tx struct {
 	c *conn
-	// What a transaction reads more than once, read once: programs, the
-	// enabled endpoints events fan out to and the commission rules, by
-	// program, and partners.
-	programs  map[string]*hub.Program
-	endpoints map[string][]*hub.Endpoint
-	rules     map[string][]*hub.Rule
-	partners  map[string]*hub.Partner // by program|id
 	// held is the advisory locks taken (PostgreSQL): a lock is taken once.
 	held map[int64]bool
 	// absent is the payment keys, by lock id, that no conversion had when
@@ -37,41 +30,20 @@ type Tx struct {
 	parked map[string]*parkedRefunds
 	// later is what is written just before COMMIT.
 	later deferred
-	// cache, when set, keeps programs, sources, partners, rules and
-	// endpoints across transactions (configCache); gen is this
-	// transaction's generation of it, from its first use.
+	// gen holds what the transaction read of programs, sources, partners,
+	// rules and endpoints, from its first use: a generation of cache (kept
+	// across transactions, configCache) when cache is set, else its own.
 	cache *configCache
 	gen   *configGen
 }
 
 // GetProgram returns a program (a copy: it is read once per transaction).
 func (tx *Tx) GetProgram(ctx context.Context, id string) (*hub.Program, error) {
-	if p, ok := tx.programs[id]; ok {
-		cp := *p
-		return &cp, nil
-	}
-	g, err := tx.configGen(ctx)
+	p, err := fromGen(ctx, tx, func(g *configGen) map[string]*hub.Program { return g.programs }, id,
+		func() (*hub.Program, error) { return tx.c.getProgram(ctx, id) })
 	if err != nil {
 		return nil, err
 	}
-	p, ok := (*hub.Program)(nil), false
-	if g != nil {
-		p, ok = cached(g, g.programs, id)
-	}
-	if !ok {
-		if p, err = tx.c.getProgram(ctx, id); err != nil {
-			return nil, err
-		}
-		cp := *p
-		p = &cp
-		if g != nil {
-			keep(g, g.programs, id, p)
-		}
-	}
-	if tx.programs == nil {
-		tx.programs = map[string]*hub.Program{}
-	}
-	tx.programs[id] = p
 	cp := *p
 	return &cp, nil
 }
