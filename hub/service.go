@@ -36,6 +36,12 @@ type ServiceConfig struct {
 	// SweepGrace is how long a row may wait for its queued task before the
 	// sweeper enqueues it again. Zero value: 30 s.
 	SweepGrace time.Duration
+	// FirstAttempts, when set, is given the ids of the deliveries a
+	// processing transaction created, once it has committed, to make
+	// their first attempts at once in this process; it returns how many
+	// it took, from the front. The others are queued. Zero value: every
+	// first attempt is queued.
+	FirstAttempts func(deliveryIDs []string) (taken int)
 	// Logger zero value: slog.Default().
 	Logger *slog.Logger
 }
@@ -159,7 +165,7 @@ func (s *Service) applyCalls(ctx context.Context, calls [][]string) []error {
 	return out
 }
 
-// applyTogether applies ids in one transaction and queues the deliveries
+// applyTogether applies ids in one transaction and starts the deliveries
 // it created; on error nothing of it is kept.
 func (s *Service) applyTogether(ctx context.Context, ids []string) error {
 	start := time.Now()
@@ -171,7 +177,7 @@ func (s *Service) applyTogether(ctx context.Context, ids []string) error {
 	for range ids {
 		metrics.ObserveProcess(start, &err)
 	}
-	s.enqueueDeliveries(ctx, ds)
+	s.startDeliveries(ctx, ds)
 	return nil
 }
 
@@ -182,7 +188,7 @@ func (s *Service) processOne(ctx context.Context, id string) error {
 	ds, err := s.applyInbound(ctx, []string{id})
 	switch {
 	case err == nil:
-		s.enqueueDeliveries(ctx, ds)
+		s.startDeliveries(ctx, ds)
 		return nil
 	case errors.Is(err, ErrUnparsable):
 		ferr := s.st.InTx(ctx, func(tx Tx) error {
@@ -201,6 +207,19 @@ func (s *Service) processOne(ctx context.Context, id string) error {
 		s.log.WarnContext(ctx, "recording processing failure", "event_id", id, "error", merr)
 	}
 	return fmt.Errorf("applying inbound event %s: %w", id, err)
+}
+
+// startDeliveries hands new deliveries to FirstAttempts and queues those
+// it does not take.
+func (s *Service) startDeliveries(ctx context.Context, ds []*Delivery) {
+	if s.cfg.FirstAttempts != nil && len(ds) > 0 {
+		ids := make([]string, len(ds))
+		for i, d := range ds {
+			ids[i] = d.ID
+		}
+		ds = ds[s.cfg.FirstAttempts(ids):]
+	}
+	s.enqueueDeliveries(ctx, ds)
 }
 
 // inboundItem is one claimed inbound event on its way through applyInbound.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -561,5 +562,46 @@ func TestRefundInAnotherCurrency(t *testing.T) {
 	}
 	if c := f.commission(); c.NetMinor != 1000 {
 		t.Fatalf("net %d, want 1000 untouched", c.NetMinor)
+	}
+}
+
+// TestFirstAttemptsTakeNewDeliveries: once a processing transaction has
+// committed, its deliveries go to FirstAttempts; those it does not take
+// are queued, and every delivery is either taken or queued.
+func TestFirstAttemptsTakeNewDeliveries(t *testing.T) {
+	f := newFixture(t, 1000)
+	ctx := context.Background()
+	for range 2 {
+		if err := f.st.CreateEndpoint(ctx, &hub.Endpoint{ID: hub.NewID("ep"), ProgramID: hub.DefaultProgramID, URL: "https://example.com/h", Secret: "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=", Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var handed [][]string
+	f.svc, _ = hub.NewService(hub.ServiceConfig{Store: f.st, Queue: f.q,
+		Normalizer: func(string) (hub.Normalizer, bool) { return jsonNormalizer, true },
+		FirstAttempts: func(ids []string) int {
+			handed = append(handed, append([]string(nil), ids...))
+			return 3
+		}})
+	f.send(sale([]string{"cs_1"}, 10000, 10000, hub.Hints{PartnerCode: "alice"}))
+	// Two events (conversion.created, commission.created) to two endpoints.
+	if len(handed) != 1 || len(handed[0]) != 4 {
+		t.Fatalf("FirstAttempts given %v, want the 4 new deliveries once", handed)
+	}
+	if len(f.q.deliveries) != 1 || f.q.deliveries[0] != handed[0][3] {
+		t.Errorf("queued %v, want only the one not taken, %s", f.q.deliveries, handed[0][3])
+	}
+	ds, err := f.st.ListDeliveries(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	for _, d := range ds {
+		stored = append(stored, d.ID)
+	}
+	slices.Sort(stored)
+	got := slices.Sorted(slices.Values(handed[0]))
+	if !slices.Equal(stored, got) {
+		t.Errorf("handed %v, stored %v: want the committed deliveries", got, stored)
 	}
 }

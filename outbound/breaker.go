@@ -156,8 +156,9 @@ type hold struct {
 
 // admit lets an attempt of del to ep through, or says how long to hold it
 // back. It waits only for the dispatcher-wide concurrency limit (shared
-// fairly by all endpoints, each capped by its own limit first).
-func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time) (*grant, hold, error) {
+// fairly by all endpoints, each capped by its own limit first), and only
+// if wait: otherwise a full dispatcher is errHandOver.
+func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time, wait bool) (*grant, hold, error) {
 	if es.cb.State() == gobreaker.StateOpen {
 		return nil, d.breakerHold(es, ep, gobreaker.ErrOpenState, now), nil
 	}
@@ -173,12 +174,10 @@ func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpo
 		es.inFlight.Add(-1)
 		return nil, hold{wait: wait, reason: "rate_limited"}, nil
 	}
-	select {
-	case d.sem <- struct{}{}:
-	case <-ctx.Done():
+	if err := d.acquire(ctx, wait); err != nil {
 		es.inFlight.Add(-1)
 		es.prepay(key, time.Now())
-		return nil, hold{}, errStopping
+		return nil, hold{}, err
 	}
 	done, err := es.cb.Allow()
 	if err != nil {
@@ -188,6 +187,24 @@ func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpo
 		return nil, d.breakerHold(es, ep, err, now), nil
 	}
 	return &grant{d: d, es: es, breaker: done}, hold{}, nil
+}
+
+// acquire takes a request slot, waiting for one if wait.
+func (d *Dispatcher) acquire(ctx context.Context, wait bool) error {
+	if !wait {
+		select {
+		case d.sem <- struct{}{}:
+			return nil
+		default:
+			return errHandOver
+		}
+	}
+	select {
+	case d.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return errStopping
+	}
 }
 
 // breakerHold is how long a delivery refused by the breaker waits: until

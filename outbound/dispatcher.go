@@ -1,6 +1,7 @@
 // Package outbound sends partner events to endpoints: Standard Webhooks
-// signing, the dispatcher that performs one delivery attempt per task and
-// schedules the next (retry policy, per-endpoint circuit breakers and
+// signing, the dispatcher that performs one delivery attempt per task (a
+// new delivery's first attempt directly, when it can) and schedules the
+// next (retry policy, per-endpoint circuit breakers and
 // limits, endpoint health and auto-disable), and the API routes for
 // endpoints, deliveries and events.
 package outbound
@@ -122,6 +123,13 @@ type Config struct {
 	// BatchConcurrency is how many batches of each kind (loads, records,
 	// holds) may run at once. Zero means 2.
 	BatchConcurrency int
+	// DirectWithin lets DeliverNew make new deliveries' first attempts in
+	// this process, without a queue task, when the whole attempt fits in
+	// it: the endpoint's timeout must end within DirectWithin of the
+	// handover. The hub sets it to half the sweep interval, so that the
+	// sweeper never queues a delivery whose first attempt is under way.
+	// Zero: every first attempt is a queue task.
+	DirectWithin time.Duration
 	// Logger zero value: slog.Default().
 	Logger *slog.Logger
 }
@@ -147,6 +155,15 @@ type Dispatcher struct {
 	load                *groupcommit.Batcher[string, target]
 	hold                *groupcommit.Batcher[deferral, deferred]
 
+	// Direct first attempts (DeliverNew): at most cap(direct) at once,
+	// canceled by stopDirect once Close has waited closeWait for them.
+	directWithin time.Duration
+	direct       chan struct{}
+	directCtx    context.Context
+	stopDirect   context.CancelFunc
+	directs      sync.WaitGroup
+	closed       bool // under mu: DeliverNew takes nothing more
+
 	sem       chan struct{}
 	endpoints sync.Map // endpoint id → *endpointState
 
@@ -161,6 +178,15 @@ type Dispatcher struct {
 // errStopping is returned by Deliver when its context ends before the
 // attempt was made: the task runs again.
 var errStopping = errors.New("the worker is stopping")
+
+// errHandOver is returned by a direct attempt that cannot be made at once
+// (the endpoint's timeout does not fit, every slot is taken): it becomes
+// a queue task.
+var errHandOver = errors.New("handed over to the queue")
+
+// closeWait is how long Close lets direct first attempts under way finish
+// before it cancels them (the rows stay pending: the sweeper queues them).
+const closeWait = 5 * time.Second
 
 // New returns a Dispatcher that reads and records deliveries in st and
 // queues next attempts on q.
@@ -233,6 +259,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		{"EndpointMaxInFlight is negative", cfg.EndpointMaxInFlight < 0},
 		{"MaxBatch is negative", cfg.MaxBatch < 0},
 		{"BatchConcurrency is negative", cfg.BatchConcurrency < 0},
+		{"DirectWithin is negative", cfg.DirectWithin < 0},
 	} {
 		if c.bad {
 			errs = append(errs, errors.New(c.name))
@@ -253,6 +280,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		tr.MaxIdleConns = max(tr.MaxIdleConns, 2*cfg.MaxInFlight)
 		client.Transport = tr
 	}
+	directCtx, stopDirect := context.WithCancel(context.Background())
 	return &Dispatcher{
 		schedule:            append([]time.Duration(nil), cfg.Schedule...),
 		maxDelay:            maxDelay,
@@ -271,16 +299,34 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		rec:                 newRecorder(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		load:                newLoader(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		hold:                newDeferrer(st, cfg.MaxBatch, cfg.BatchConcurrency),
+		directWithin:        cfg.DirectWithin,
+		direct:              make(chan struct{}, cfg.MaxInFlight),
+		directCtx:           directCtx,
+		stopDirect:          stopDirect,
 		sem:                 make(chan struct{}, cfg.MaxInFlight),
 		requeueDelay:        250 * time.Millisecond,
 		timers:              make(map[*time.Timer]struct{}),
 	}, nil
 }
 
-// Close stops the re-enqueues of held-back deliveries not sent yet (their
-// rows say when they are due: the sweeper queues them) and closes idle
-// connections. Deliver must not be running.
+// Close waits for the direct first attempts under way (up to 5 seconds,
+// then cancels them), stops the re-enqueues of held-back deliveries not
+// sent yet (their rows say when they are due: the sweeper queues them)
+// and closes idle connections. Deliver must not be running; DeliverNew
+// takes nothing once Close has begun.
 func (d *Dispatcher) Close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() { d.directs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		d.stopDirect()
+		<-done
+	}
+	d.stopDirect()
 	d.mu.Lock()
 	for t := range d.timers {
 		if t.Stop() {
@@ -306,6 +352,71 @@ func (d *Dispatcher) Close() {
 // back), or the worker stopped before it was made, so that the queue
 // retries the task.
 func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
+	return d.deliver(ctx, deliveryID, attempt, time.Time{})
+}
+
+// DeliverNew makes the first attempts of deliveries just written, in this
+// process and at once, instead of queueing a task for each: it saves the
+// queue's round trips and polling delay. It takes ids from the front while
+// it has a free slot (as many as Config.MaxInFlight at once) and returns
+// how many it took; the caller queues the rest. A taken attempt that
+// cannot go at once (its endpoint's timeout does not fit in
+// Config.DirectWithin, every request slot is taken, it cannot be
+// recorded) is queued as a task; one held back by the endpoint's breaker,
+// concurrency or rate limit is held back as Deliver does. If the process
+// dies first, the rows are pending and due: the sweeper queues them.
+func (d *Dispatcher) DeliverNew(ids []string) int {
+	if d.directWithin <= 0 {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	taken := 0
+take:
+	for _, id := range ids {
+		if d.closed {
+			break
+		}
+		select {
+		case d.direct <- struct{}{}:
+		default:
+			break take
+		}
+		taken++
+		d.directs.Add(1)
+		go d.deliverNew(id, time.Now())
+	}
+	metrics.DirectFirstAttempts(metrics.DirectDeclined, len(ids)-taken)
+	return taken
+}
+
+// deliverNew makes the first attempt of a delivery handed over at start,
+// or queues it.
+func (d *Dispatcher) deliverNew(id string, start time.Time) {
+	defer func() {
+		<-d.direct
+		d.directs.Done()
+	}()
+	err := d.deliver(d.directCtx, id, 1, start)
+	if err == nil {
+		metrics.DirectFirstAttempts(metrics.DirectHandled, 1)
+		return
+	}
+	metrics.DirectFirstAttempts(metrics.DirectQueued, 1)
+	if !errors.Is(err, errHandOver) {
+		d.log.Debug("direct delivery attempt not made; queueing it", "delivery_id", id, "error", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.q.EnqueueDelivery(ctx, id, 1, d.now()); err != nil {
+		d.log.Warn("queueing delivery; the sweeper will", "delivery_id", id, "error", err)
+	}
+}
+
+// deliver is Deliver; a non-zero direct is when DeliverNew took the
+// delivery: the attempt must end within directWithin of it and may not
+// wait for a request slot, or errHandOver is returned before it is made.
+func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int, direct time.Time) error {
 	t := d.load.Do(ctx, deliveryID)
 	del, evt, ep, err := t.d, t.e, t.ep, t.err
 	if errors.Is(err, hub.ErrNotFound) {
@@ -325,8 +436,14 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 	if !ep.Enabled {
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
+	if !direct.IsZero() && time.Since(direct)+d.endpointTimeout(ep) > d.directWithin {
+		return errHandOver
+	}
 	es := d.endpoint(ep.ID)
-	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now)
+	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, direct.IsZero())
+	if errors.Is(err, errHandOver) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("delivering %s: %w", del.ID, err)
 	}

@@ -193,17 +193,23 @@ func (f *fixture) dispatcher(t *testing.T, clk *clock, q hub.Queue, client *http
 	if st == nil {
 		st = f.st
 	}
-	d, err := outbound.New(outbound.Config{
+	d, err := outbound.New(testConfig(clk, client), st, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// testConfig is the dispatcher configuration of the tests: the test
+// schedule, a 2 s timeout, clk and the fixed jitter.
+func testConfig(clk *clock, client *http.Client) outbound.Config {
+	return outbound.Config{
 		Schedule: testSchedule,
 		Timeout:  2 * time.Second,
 		Client:   client,
 		Now:      clk.Now,
 		Rand:     func() float64 { return jitter },
-	}, st, q)
-	if err != nil {
-		t.Fatal(err)
 	}
-	return d
 }
 
 // get returns the delivery with its attempts.
@@ -704,6 +710,7 @@ func TestNewValidates(t *testing.T) {
 		{name: "negative endpoint concurrency", cfg: outbound.Config{EndpointMaxInFlight: -1}, st: st, q: q},
 		{name: "negative batch", cfg: outbound.Config{MaxBatch: -1}, st: st, q: q},
 		{name: "negative batch concurrency", cfg: outbound.Config{BatchConcurrency: -1}, st: st, q: q},
+		{name: "negative direct window", cfg: outbound.Config{DirectWithin: -time.Second}, st: st, q: q},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -102,17 +102,24 @@ func (a *App) open(ctx context.Context) error {
 	}
 	client := netguard.NewClient(netguard.Config{AllowNets: cfg.OutboundAllowNets})
 	reg := connectors.NewDefault(connectors.DefaultConfig{Client: client})
-	a.Service, err = hub.NewService(hub.ServiceConfig{
-		Store: a.DB, Queue: a.Queue, Logger: a.log, SweepGrace: cfg.SweepInterval,
-		Normalizer: reg.Normalizer, Reconciler: reg.Reconciler,
-	})
-	if err != nil {
-		return err
-	}
 	a.Outbound, err = outbound.New(outbound.Config{
 		Client:   client,
 		Schedule: cfg.RetrySchedule,
+		// A first attempt made in process must be over before the
+		// sweeper would queue its delivery again.
+		DirectWithin: cfg.SweepInterval / 2,
 	}, a.DB, a.Queue)
+	if err != nil {
+		return err
+	}
+	svc := hub.ServiceConfig{
+		Store: a.DB, Queue: a.Queue, Logger: a.log, SweepGrace: cfg.SweepInterval,
+		Normalizer: reg.Normalizer, Reconciler: reg.Reconciler,
+	}
+	if a.cfg.HasRole(config.RoleWorker) {
+		svc.FirstAttempts = a.Outbound.DeliverNew
+	}
+	a.Service, err = hub.NewService(svc)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,14 @@ const (
 	DeliveryHeldRateLimited  = "held_rate_limited"
 )
 
+// What became of new deliveries offered for a direct first attempt (label
+// outcome of partnerhub_direct_first_attempts_total).
+const (
+	DirectHandled  = "handled"  // attempted (or held back by the endpoint's limits) in process, without a queue task
+	DirectQueued   = "queued"   // taken, but it could not go at once: queued as a task
+	DirectDeclined = "declined" // not taken (every direct slot busy): queued as a task
+)
+
 // Breaker states, the values of partnerhub_breaker_state.
 const (
 	BreakerClosed   = 0
@@ -88,6 +96,11 @@ var (
 		Help: "SQL statements sent to the database, by dialect (sqlite, postgres): queries and commands, BEGIN, COMMIT and ROLLBACK included.",
 	}, []string{"dialect"})
 
+	directFirstAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "partnerhub_direct_first_attempts_total",
+		Help: "New deliveries offered for a first attempt in the process that wrote them, by outcome (handled, queued, declined).",
+	}, []string{"outcome"})
+
 	attemptDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "partnerhub_delivery_attempt_duration_seconds",
 		Help:    "Duration of outbound delivery requests, by result (success, failure).",
@@ -107,6 +120,9 @@ func init() {
 	}
 	for _, d := range []string{"sqlite", "postgres"} {
 		sqlStatements.WithLabelValues(d)
+	}
+	for _, o := range []string{DirectHandled, DirectQueued, DirectDeclined} {
+		directFirstAttempts.WithLabelValues(o)
 	}
 }
 
@@ -132,6 +148,14 @@ func ObserveProcess(start time.Time, err *error) {
 // Delivery counts one delivery task by outcome.
 func Delivery(outcome string) {
 	deliveries.WithLabelValues(outcome).Inc()
+}
+
+// DirectFirstAttempts counts n new deliveries offered for a direct first
+// attempt, by outcome.
+func DirectFirstAttempts(outcome string, n int) {
+	if n > 0 {
+		directFirstAttempts.WithLabelValues(outcome).Add(float64(n))
+	}
 }
 
 // DeliveryAttempt records the duration of one request sent to an
@@ -160,7 +184,7 @@ func NewRegistry(extra ...prometheus.Collector) (*prometheus.Registry, error) {
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		inboundWebhooks, processJobs, processDuration, deliveries, attemptDuration, sqlStatements,
+		inboundWebhooks, processJobs, processDuration, deliveries, attemptDuration, sqlStatements, directFirstAttempts,
 	}
 	var errs []error
 	for _, c := range append(cs, extra...) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,6 +174,29 @@ func (h *hubProcess) api(method, path string, in any, want int) map[string]any {
 	var out map[string]any
 	_ = json.Unmarshal(b, &out)
 	return out
+}
+
+// metric returns the value of one series of the hub's /metrics, as
+// written there (name and labels), or 0 when it is absent.
+func (h *hubProcess) metric(series string) float64 {
+	h.t.Helper()
+	res, err := http.Get(h.Base + "/metrics")
+	if err != nil {
+		h.t.Fatalf("reading %s's /metrics: %v", h.name, err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				h.t.Fatalf("%s's %s: %v", h.name, series, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // program is what setupProgram created.

@@ -13,21 +13,26 @@ import (
 // the end every one is acknowledged and becomes exactly one conversion and
 // commission, and every event reaches the receiver. Work the killed worker
 // held is recovered by asynq once its lease expires, the rest by the
-// sweeper.
+// sweeper, first attempts made in process included: the endpoint's
+// timeout fits in half the sweep interval, so the hub makes new
+// deliveries' first attempts itself.
 func TestHubKilledMidLoad(t *testing.T) {
 	t.Parallel()
 	pg, rd := startPostgres(t), startRedis(t)
-	h := newHub(t, "hub", pg.URL(), rd.URL(), "PARTNERHUB_SWEEP_INTERVAL=1s")
+	h := newHub(t, "hub", pg.URL(), rd.URL(), "PARTNERHUB_SWEEP_INTERVAL=2s")
 	h.Start()
 	prog := setupProgram(t, h)
 	rcv := newReceiver(t)
 	rcv.delay = 20 * time.Millisecond
-	epID, secret := addEndpoint(t, h, rcv.URL(), nil)
+	epID, secret := addEndpoint(t, h, rcv.URL(), map[string]any{"timeout_ms": 500})
 	rcv.SetSecret(secret)
 
 	l := newLoad(t, prog, "kill", 400, 40, h)
 	l.Start(90 * time.Second)
 	waitFor(t, 60*time.Second, "a third of the webhooks acknowledged", func() bool { return l.Accepted() >= l.n/3 })
+	if n := h.metric(`partnerhub_direct_first_attempts_total{outcome="handled"}`); n == 0 {
+		t.Error("no first attempt was made in process before the kill")
+	}
 	h.Kill()
 	killedAt := l.Accepted()
 	time.Sleep(2 * time.Second)

@@ -1,0 +1,191 @@
+package outbound_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/outbound"
+)
+
+// directDispatcher is f's dispatcher with direct first attempts allowed
+// within within, and maxInFlight request slots.
+func (f *fixture) directDispatcher(t *testing.T, q hub.Queue, st outbound.Store, within time.Duration, maxInFlight int) *outbound.Dispatcher {
+	t.Helper()
+	if st == nil {
+		st = f.st
+	}
+	cfg := testConfig(&clock{t: base}, localClient(t))
+	cfg.DirectWithin, cfg.MaxInFlight = within, maxInFlight
+	d, err := outbound.New(cfg, st, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// another writes one more event to f's endpoint and returns its delivery.
+func (f *fixture) another(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var dels []*hub.Delivery
+	err := f.st.InTx(ctx, func(tx hub.Tx) error {
+		var err error
+		dels, err = tx.InsertEvent(ctx, &hub.Event{ProgramID: hub.DefaultProgramID, Type: "commission.created", Data: json.RawMessage(`{}`)})
+		return err
+	})
+	if err != nil || len(dels) != 1 {
+		t.Fatalf("InsertEvent: %v, %d deliveries", err, len(dels))
+	}
+	return dels[0].ID
+}
+
+func TestDeliverNew(t *testing.T) {
+	t.Run("the first attempt is made without a queue task", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 0)
+		if n := d.DeliverNew([]string{f.delivery}); n != 1 {
+			t.Fatalf("DeliverNew took %d, want 1", n)
+		}
+		d.Close() // waits for the attempt
+		del := f.get(t)
+		if del.Status != hub.DeliverySucceeded || del.Attempts != 1 || len(del.AttemptLog) != 1 {
+			t.Errorf("delivery: status %q, %d attempts, %d recorded; want succeeded, 1, 1", del.Status, del.Attempts, len(del.AttemptLog))
+		}
+		if n := len(rc.Requests()); n != 1 {
+			t.Errorf("receiver got %d requests, want 1", n)
+		}
+		if calls := q.Calls(); len(calls) != 0 {
+			t.Errorf("queued %v, want nothing", calls)
+		}
+		if n := d.DeliverNew([]string{f.another(t)}); n != 0 {
+			t.Errorf("DeliverNew after Close took %d, want 0", n)
+		}
+	})
+
+	t.Run("a failed first attempt queues the second", func(t *testing.T) {
+		rc := newReceiver(t, reply(503, "busy"))
+		f := newFixture(t, rc.URL)
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 0)
+		d.DeliverNew([]string{f.delivery})
+		d.Close()
+		next := base.Add(jittered(testSchedule[1]))
+		if diff := cmp.Diff([]enqueued{{f.delivery, 2, next}}, q.Calls()); diff != "" {
+			t.Errorf("queued (-want +got):\n%s", diff)
+		}
+		if del := f.get(t); del.Status != hub.DeliveryPending || del.Attempts != 1 || errorClass(del.LastError) != "http_503" {
+			t.Errorf("delivery: status %q, %d attempts, last error %q; want pending, 1, http_503", del.Status, del.Attempts, del.LastError)
+		}
+	})
+
+	t.Run("an endpoint timeout that does not fit goes to the queue", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, time.Second, 0) // the timeout is 2 s
+		d.DeliverNew([]string{f.delivery})
+		d.Close()
+		if diff := cmp.Diff([]enqueued{{f.delivery, 1, base}}, q.Calls()); diff != "" {
+			t.Errorf("queued (-want +got):\n%s", diff)
+		}
+		if n := len(rc.Requests()); n != 0 {
+			t.Errorf("receiver got %d requests, want 0", n)
+		}
+		if del := f.get(t); del.Status != hub.DeliveryPending || del.Attempts != 0 {
+			t.Errorf("delivery: status %q, %d attempts; want pending, 0", del.Status, del.Attempts)
+		}
+	})
+
+	t.Run("an attempt that cannot be recorded is queued again", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, downStore{f.st}, 10*time.Second, 0)
+		d.DeliverNew([]string{f.delivery})
+		d.Close()
+		if diff := cmp.Diff([]enqueued{{f.delivery, 1, base}}, q.Calls()); diff != "" {
+			t.Errorf("queued (-want +got):\n%s", diff)
+		}
+		if del := f.get(t); del.Status != hub.DeliveryPending || del.Attempts != 0 {
+			t.Errorf("delivery: status %q, %d attempts; want pending, 0 (the task makes it again)", del.Status, del.Attempts)
+		}
+	})
+
+	t.Run("taken only while there is a free slot", func(t *testing.T) {
+		g := newGate()
+		rc := newReceiver(t, g.handle)
+		f := newFixture(t, rc.URL)
+		second, third := f.another(t), f.another(t)
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 1)
+		if n := d.DeliverNew([]string{f.delivery, second}); n != 1 {
+			t.Fatalf("DeliverNew with one slot took %d, want 1", n)
+		}
+		<-g.arrived // the first attempt holds the only request slot
+		close(g.release)
+		d.Close()
+		if n := len(rc.Requests()); n != 1 {
+			t.Errorf("receiver got %d requests, want 1", n)
+		}
+		if calls := q.Calls(); len(calls) != 0 {
+			t.Errorf("queued %v, want nothing (the caller queues what was not taken)", calls)
+		}
+
+		// A slot taken by a queue task's attempt: the direct one does not
+		// wait for it.
+		d = f.directDispatcher(t, q, nil, 10*time.Second, 1)
+		g2 := newGate()
+		rc.mu.Lock()
+		rc.responses = []func(http.ResponseWriter, *http.Request){g2.handle}
+		rc.mu.Unlock()
+		errc := make(chan error, 1)
+		go func() { errc <- d.Deliver(context.Background(), second, 1) }()
+		<-g2.arrived
+		// The queue task holds the request slot; the direct attempt of
+		// third finds none.
+		if n := d.DeliverNew([]string{third}); n != 1 {
+			t.Fatalf("DeliverNew took %d, want 1", n)
+		}
+		waitQueued(t, q, third)
+		close(g2.release)
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		if n := len(rc.Requests()); n != 2 {
+			t.Errorf("receiver got %d requests, want 2 (first and second)", n)
+		}
+	})
+
+	t.Run("off without DirectWithin", func(t *testing.T) {
+		f := newFixture(t, "http://127.0.0.1:1")
+		d := f.directDispatcher(t, &fakeQueue{}, nil, 0, 0)
+		defer d.Close()
+		if n := d.DeliverNew([]string{f.delivery}); n != 0 {
+			t.Errorf("DeliverNew took %d, want 0", n)
+		}
+	})
+}
+
+// waitQueued waits until id's first attempt is queued.
+func waitQueued(t *testing.T, q *fakeQueue, id string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, c := range q.Calls() {
+			if c.DeliveryID == id && c.Attempt == 1 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("delivery %s was not queued: %v", id, q.Calls())
+}
