@@ -577,12 +577,25 @@ func TestFirstAttemptsTakeNewDeliveries(t *testing.T) {
 		}
 	}
 	var handed [][]string
-	f.svc, _ = hub.NewService(hub.ServiceConfig{Store: f.st, Queue: f.q,
+	var stored []string
+	svc, err := hub.NewService(hub.ServiceConfig{Store: f.st, Queue: f.q,
 		Normalizer: func(string) (hub.Normalizer, bool) { return jsonNormalizer, true },
 		FirstAttempts: func(ids []string) int {
 			handed = append(handed, append([]string(nil), ids...))
-			return 3
+			// Handed over after the commit: another connection reads them.
+			ds, err := f.st.ListDeliveries(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
+			if err != nil {
+				t.Error(err)
+			}
+			for _, d := range ds {
+				stored = append(stored, d.ID)
+			}
+			return min(3, len(ids))
 		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc = svc
 	f.send(sale([]string{"cs_1"}, 10000, 10000, hub.Hints{PartnerCode: "alice"}))
 	// Two events (conversion.created, commission.created) to two endpoints.
 	if len(handed) != 1 || len(handed[0]) != 4 {
@@ -590,14 +603,6 @@ func TestFirstAttemptsTakeNewDeliveries(t *testing.T) {
 	}
 	if len(f.q.deliveries) != 1 || f.q.deliveries[0] != handed[0][3] {
 		t.Errorf("queued %v, want only the one not taken, %s", f.q.deliveries, handed[0][3])
-	}
-	ds, err := f.st.ListDeliveries(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stored []string
-	for _, d := range ds {
-		stored = append(stored, d.ID)
 	}
 	slices.Sort(stored)
 	got := slices.Sorted(slices.Values(handed[0]))

@@ -142,6 +142,7 @@ func TestDeliverNew(t *testing.T) {
 		// A slot taken by a queue task's attempt: the direct one does not
 		// wait for it.
 		d = f.directDispatcher(t, q, nil, 10*time.Second, 1)
+		defer d.Close()
 		g2 := newGate()
 		rc.mu.Lock()
 		rc.responses = []func(http.ResponseWriter, *http.Request){g2.handle}
@@ -162,6 +163,48 @@ func TestDeliverNew(t *testing.T) {
 		d.Close()
 		if n := len(rc.Requests()); n != 2 {
 			t.Errorf("receiver got %d requests, want 2 (first and second)", n)
+		}
+	})
+
+	t.Run("the endpoint's concurrency limit holds it back", func(t *testing.T) {
+		g := newGate()
+		rc := newReceiver(t, g.handle)
+		f := newFixture(t, rc.URL)
+		second := f.another(t)
+		q := &fakeQueue{}
+		cfg := testConfig(&clock{t: base}, localClient(t))
+		cfg.DirectWithin, cfg.EndpointMaxInFlight = 10*time.Second, 1
+		d, err := outbound.New(cfg, f.st, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		outbound.SetRequeueDelay(d, time.Millisecond)
+		errc := make(chan error, 1)
+		go func() { errc <- d.Deliver(context.Background(), f.delivery, 1) }()
+		<-g.arrived // the endpoint's one request under way
+		d.DeliverNew([]string{second})
+		waitQueued(t, q, second)
+		close(g.release)
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if n := len(rc.Requests()); n != 1 {
+			t.Errorf("receiver got %d requests, want 1 (the second held back)", n)
+		}
+		for _, c := range q.Calls() {
+			if c.DeliveryID == second && !c.At.After(base) {
+				t.Errorf("held-back delivery queued for %v, want after %v", c.At, base)
+			}
+		}
+		ds, err := f.st.ListDeliveries(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, del := range ds {
+			if del.ID == second && (del.Status != hub.DeliveryPending || del.Attempts != 0 || del.NextAttemptAt == nil || !del.NextAttemptAt.After(base)) {
+				t.Errorf("held-back delivery: status %q, %d attempts, next %v; want pending, 0, moved later", del.Status, del.Attempts, del.NextAttemptAt)
+			}
 		}
 	})
 

@@ -162,7 +162,8 @@ type Dispatcher struct {
 	directCtx    context.Context
 	stopDirect   context.CancelFunc
 	directs      sync.WaitGroup
-	closed       bool // under mu: DeliverNew takes nothing more
+	directMu     sync.Mutex
+	closed       bool // under directMu: DeliverNew takes nothing more
 
 	sem       chan struct{}
 	endpoints sync.Map // endpoint id → *endpointState
@@ -183,6 +184,10 @@ var errStopping = errors.New("the worker is stopping")
 // (the endpoint's timeout does not fit, every slot is taken): it becomes
 // a queue task.
 var errHandOver = errors.New("handed over to the queue")
+
+// concludeTimeout bounds recording an attempt made and what follows it
+// (endpoint health, the next attempt's task).
+const concludeTimeout = 30 * time.Second
 
 // closeWait is how long Close lets direct first attempts under way finish
 // before it cancels them (the rows stay pending: the sweeper queues them).
@@ -315,9 +320,9 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 // and closes idle connections. Deliver must not be running; DeliverNew
 // takes nothing once Close has begun.
 func (d *Dispatcher) Close() {
-	d.mu.Lock()
+	d.directMu.Lock()
 	d.closed = true
-	d.mu.Unlock()
+	d.directMu.Unlock()
 	done := make(chan struct{})
 	go func() { d.directs.Wait(); close(done) }()
 	select {
@@ -369,8 +374,8 @@ func (d *Dispatcher) DeliverNew(ids []string) int {
 	if d.directWithin <= 0 {
 		return 0
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.directMu.Lock()
+	defer d.directMu.Unlock()
 	taken := 0
 take:
 	for _, id := range ids {
@@ -436,8 +441,16 @@ func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int
 	if !ep.Enabled {
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
-	if !direct.IsZero() && time.Since(direct)+d.endpointTimeout(ep) > d.directWithin {
-		return errHandOver
+	if !direct.IsZero() {
+		// The sweeper counts from the time the row became due, before
+		// the transaction that wrote it committed.
+		waited := time.Since(direct)
+		if del.NextAttemptAt != nil {
+			waited = max(waited, time.Since(*del.NextAttemptAt))
+		}
+		if waited+d.endpointTimeout(ep) > d.directWithin {
+			return errHandOver
+		}
 	}
 	es := d.endpoint(ep.ID)
 	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, direct.IsZero())
@@ -456,7 +469,11 @@ func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int
 		// The worker is stopping: the attempt did not happen.
 		return fmt.Errorf("delivering %s: %w", del.ID, res.canceled)
 	}
-	return d.conclude(ctx, del, ep, attempt, now, res)
+	// The attempt was made: its outcome is kept even if the worker stops
+	// meanwhile.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), concludeTimeout)
+	defer cancel()
+	return d.conclude(cctx, del, ep, attempt, now, res)
 }
 
 // conclude records the outcome of an attempt, keeps the endpoint's health

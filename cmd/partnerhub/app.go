@@ -277,10 +277,13 @@ func (a *App) Close() {
 		_ = a.Links.Close()
 	}
 	if a.Queue != nil {
-		a.Queue.Close() // waits for running tasks, which may still record attempts
+		a.Queue.StopWorker() // waits for running tasks, which may still record attempts
 	}
 	if a.Outbound != nil {
-		a.Outbound.Close()
+		a.Outbound.Close() // first attempts under way may still queue their next ones
+	}
+	if a.Queue != nil {
+		a.Queue.Close()
 	}
 	if a.DB != nil {
 		_ = a.DB.Close()

@@ -437,15 +437,23 @@ func (q *Queue) StartScheduler() error {
 	return q.sched.Start()
 }
 
-// Close stops the worker (waiting for running tasks), the scheduler, and
-// the in-process Redis.
-func (q *Queue) Close() {
+// StopWorker stops the scheduler and the worker, waiting for running
+// tasks; the queue still takes tasks until Close.
+func (q *Queue) StopWorker() {
 	if q.sched != nil {
 		q.sched.Shutdown()
+		q.sched = nil
 	}
 	if q.srv != nil {
 		q.srv.Shutdown()
+		q.srv = nil
 	}
+}
+
+// Close stops the worker (waiting for running tasks), the scheduler, and
+// the in-process Redis.
+func (q *Queue) Close() {
+	q.StopWorker()
 	if q.insp != nil {
 		_ = q.insp.Close()
 	}
