@@ -41,6 +41,11 @@ type BatchEnqueuer interface {
 const (
 	maxCommitters  = 4
 	maxIngestBatch = 256
+	// maxInline bounds the group commits applied inline at once (see
+	// processInline); more are queued as tasks.
+	maxInline = 32
+	// inlineTimeout bounds applying one group inline.
+	inlineTimeout = 2 * time.Minute
 	// commitTimeout bounds a batch's insert; requests of a client that
 	// went away do not cancel the batch others share.
 	commitTimeout = 15 * time.Second
@@ -151,22 +156,64 @@ func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
 			due = append(due, r.stored.ID)
 		}
 	}
-	if len(due) == 0 {
+	if len(due) == 0 || s.processInline(due) {
 		return
 	}
+	s.enqueueProcessing(ctx, due)
+}
+
+// enqueueProcessing queues the processing of stored events: one task for
+// them all when the queue can.
+func (s *Service) enqueueProcessing(ctx context.Context, ids []string) {
 	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EnqueueTimeout)
 	defer qcancel()
 	var err error
-	if be, ok := s.q.(BatchEnqueuer); ok && len(due) > 1 {
-		err = be.EnqueueProcessBatch(qctx, due)
+	if be, ok := s.q.(BatchEnqueuer); ok && len(ids) > 1 {
+		err = be.EnqueueProcessBatch(qctx, ids)
 	} else {
-		for _, id := range due {
+		for _, id := range ids {
 			if e := s.q.EnqueueProcess(qctx, id); e != nil {
 				err = e
 			}
 		}
 	}
 	if err != nil {
-		s.log.WarnContext(ctx, "queue unavailable; the sweeper will enqueue the events", "events", len(due), "error", err)
+		s.log.WarnContext(ctx, "queue unavailable; the sweeper will enqueue the events", "events", len(ids), "error", err)
 	}
+}
+
+// processInline applies the events one group commit stored in this
+// process, without a queue task, when ServiceConfig.ProcessInline is set
+// and fewer than maxInline groups are being applied so: it reports
+// whether it took them. A group that fails is queued as a task, which
+// the queue retries; if the process dies first, the rows are received and
+// due, and the sweeper queues them.
+func (s *Service) processInline(ids []string) bool {
+	if !s.cfg.ProcessInline {
+		return false
+	}
+	s.inlineMu.Lock()
+	defer s.inlineMu.Unlock()
+	if s.closed {
+		return false
+	}
+	select {
+	case s.inline <- struct{}{}:
+	default:
+		return false
+	}
+	s.inlines.Add(1)
+	go func() {
+		defer func() {
+			<-s.inline
+			s.inlines.Done()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), inlineTimeout)
+		defer cancel()
+		if err := s.ProcessBatch(ctx, ids); err != nil {
+			s.log.DebugContext(ctx, "events not applied inline; queueing them", "events", len(ids), "error", err)
+			s.enqueueProcessing(ctx, ids)
+		}
+	}()
+	return true
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub/groupcommit"
@@ -36,6 +37,11 @@ type ServiceConfig struct {
 	// SweepGrace is how long a row may wait for its queued task before the
 	// sweeper enqueues it again. Zero value: 30 s.
 	SweepGrace time.Duration
+	// ProcessInline lets a process that runs the worker apply the
+	// webhooks it stores itself, right after their commit, instead of
+	// queueing a task for them (up to 32 group commits at once; the rest
+	// are queued). Zero value: every stored webhook is queued.
+	ProcessInline bool
 	// FirstAttempts, when set, is given the ids of the deliveries a
 	// processing transaction created, once it has committed, to make
 	// their first attempts at once in this process; it returns how many
@@ -55,6 +61,13 @@ type Service struct {
 	log    *slog.Logger
 	ingest ingestGroup
 	apply  *groupcommit.Batcher[[]string, error]
+
+	// Inline processing (processInline): at most cap(inline) groups at
+	// once; none started once closed.
+	inline   chan struct{}
+	inlines  sync.WaitGroup
+	inlineMu sync.Mutex
+	closed   bool
 }
 
 // NewService applies defaults and validates cfg.
@@ -74,12 +87,21 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger}
+	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger, inline: make(chan struct{}, maxInline)}
 	s.ingest.s = s
 	s.apply = &groupcommit.Batcher[[]string, error]{
 		Run: s.applyCalls, Max: maxCoalesced, Runners: applyRunners, Timeout: 2 * time.Minute, Linger: applyLinger,
 	}
 	return s, nil
+}
+
+// Close waits for the events being applied inline; events stored after
+// it are queued.
+func (s *Service) Close() {
+	s.inlineMu.Lock()
+	s.closed = true
+	s.inlineMu.Unlock()
+	s.inlines.Wait()
 }
 
 // Ingest stores a verified event and queues its processing. It returns the

@@ -610,3 +610,79 @@ func TestFirstAttemptsTakeNewDeliveries(t *testing.T) {
 		t.Errorf("handed %v, stored %v: want the committed deliveries", got, stored)
 	}
 }
+
+// TestProcessInline: a process that runs the worker applies the events it
+// stores without queueing them; one that cannot be applied yet is queued
+// for the queue to retry, and after Close every stored event is queued.
+func TestProcessInline(t *testing.T) {
+	f := newFixture(t, 1000)
+	ctx := context.Background()
+	svc, err := hub.NewService(hub.ServiceConfig{Store: f.st, Queue: f.q, ProcessInline: true,
+		Normalizer: func(string) (hub.Normalizer, bool) { return jsonNormalizer, true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest := func(key string, n hub.Normalized) *hub.InboundEvent {
+		t.Helper()
+		b, _ := json.Marshal(n)
+		ev, _, err := svc.Ingest(ctx, f.src, hub.Receipt{DedupeKey: key}, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	status := func(id string) string {
+		t.Helper()
+		ev, err := f.st.GetInboundEvent(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Status
+	}
+	waitStatus := func(id, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for status(id) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("event %s is %s, want %s", id, status(id), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	sale1 := ingest("evt_sale", sale([]string{"cs_1"}, 10000, 10000, hub.Hints{PartnerCode: "alice"}))
+	waitStatus(sale1.ID, hub.InboundProcessed)
+	if c := f.conv("cs_1"); c.GrossMinor != 10000 {
+		t.Errorf("conversion gross %d, want 10000", c.GrossMinor)
+	}
+
+	link := ingest("evt_link", hub.Normalized{Livemode: true, Link: &hub.LinkFact{Keys: []string{"in_9", "pi_9"}}})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.q.mu.Lock()
+		queued := slices.Clone(f.q.process)
+		f.q.mu.Unlock()
+		if slices.Equal(queued, []string{link.ID}) {
+			break
+		}
+		if len(queued) > 0 || time.Now().After(deadline) {
+			t.Fatalf("queued %v, want only the link event waiting for its payment, %s", queued, link.ID)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := status(link.ID); got != hub.InboundReceived {
+		t.Errorf("link event %s, want received (waiting for its payment)", got)
+	}
+
+	svc.Close()
+	late := ingest("evt_late", sale([]string{"cs_2"}, 500, 500, hub.Hints{}))
+	f.q.mu.Lock()
+	queued := slices.Clone(f.q.process)
+	f.q.mu.Unlock()
+	if !slices.Equal(queued, []string{link.ID, late.ID}) {
+		t.Errorf("queued %v after Close, want %v", queued, []string{link.ID, late.ID})
+	}
+	if got := status(late.ID); got != hub.InboundReceived {
+		t.Errorf("event stored after Close is %s, want received (queued)", got)
+	}
+}

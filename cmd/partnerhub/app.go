@@ -117,6 +117,7 @@ func (a *App) open(ctx context.Context) error {
 		Normalizer: reg.Normalizer, Reconciler: reg.Reconciler,
 	}
 	if a.cfg.HasRole(config.RoleWorker) {
+		svc.ProcessInline = true
 		svc.FirstAttempts = a.Outbound.DeliverNew
 	}
 	a.Service, err = hub.NewService(svc)
@@ -275,6 +276,9 @@ func (a *App) Close() {
 	}
 	if a.Links != nil {
 		_ = a.Links.Close()
+	}
+	if a.Service != nil {
+		a.Service.Close() // waits for events being applied inline
 	}
 	if a.Queue != nil {
 		a.Queue.StopWorker() // waits for running tasks, which may still record attempts
