@@ -41,11 +41,12 @@ type BatchEnqueuer interface {
 const (
 	maxCommitters  = 4
 	maxIngestBatch = 256
-	// maxInline bounds the group commits applied inline at once (see
-	// processInline); more are queued as tasks.
-	maxInline = 32
-	// inlineTimeout bounds applying one group inline.
-	inlineTimeout = 2 * time.Minute
+	// maxInline bounds the chunks of inlineChunk events applied inline at
+	// once (see processInline); more are queued as tasks.
+	maxInline   = 32
+	inlineChunk = 32
+	// closeWait bounds how long Close waits for chunks applied inline.
+	closeWait = 10 * time.Second
 	// commitTimeout bounds a batch's insert; requests of a client that
 	// went away do not cancel the batch others share.
 	commitTimeout = 15 * time.Second
@@ -142,7 +143,7 @@ func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
 			}
 		}
 	}
-	var due []string
+	var due, redue []string
 	seen := map[string]bool{}
 	for i, r := range batch {
 		if r.err != nil {
@@ -153,13 +154,20 @@ func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
 		// first task may have been lost with the queue.
 		if r.stored.Status == InboundReceived && !seen[r.stored.ID] {
 			seen[r.stored.ID] = true
-			due = append(due, r.stored.ID)
+			if r.stored.Attempts > 0 {
+				// Tried before: the queue retries it, with its backoff.
+				redue = append(redue, r.stored.ID)
+			} else {
+				due = append(due, r.stored.ID)
+			}
 		}
 	}
-	if len(due) == 0 || s.processInline(due) {
-		return
+	if len(due) > 0 {
+		due = s.processInline(due)
 	}
-	s.enqueueProcessing(ctx, due)
+	if len(redue)+len(due) > 0 {
+		s.enqueueProcessing(ctx, append(redue, due...))
+	}
 }
 
 // enqueueProcessing queues the processing of stored events: one task for
@@ -183,37 +191,45 @@ func (s *Service) enqueueProcessing(ctx context.Context, ids []string) {
 }
 
 // processInline applies the events one group commit stored in this
-// process, without a queue task, when ServiceConfig.ProcessInline is set
-// and fewer than maxInline groups are being applied so: it reports
-// whether it took them. A group that fails is queued as a task, which
-// the queue retries; if the process dies first, the rows are received and
-// due, and the sweeper queues them.
-func (s *Service) processInline(ids []string) bool {
+// process, without a queue task, when ServiceConfig.ProcessInline is set:
+// in chunks of at most inlineChunk events, each while fewer than
+// maxInline chunks are being applied so. It returns the ids it did not
+// take, for the caller to queue. A chunk that fails (or panics) is queued
+// as a task, which the queue retries; if the process dies first, the rows
+// are received and due, and the sweeper queues them.
+func (s *Service) processInline(ids []string) (rest []string) {
 	if !s.cfg.ProcessInline {
-		return false
+		return ids
 	}
 	s.inlineMu.Lock()
 	defer s.inlineMu.Unlock()
-	if s.closed {
-		return false
+	for len(ids) > 0 && !s.closed {
+		select {
+		case s.inline <- struct{}{}:
+		default:
+			return ids
+		}
+		chunk := ids[:min(len(ids), inlineChunk)]
+		ids = ids[len(chunk):]
+		s.inlines.Add(1)
+		go s.applyInline(chunk)
 	}
-	select {
-	case s.inline <- struct{}{}:
-	default:
-		return false
-	}
-	s.inlines.Add(1)
-	go func() {
-		defer func() {
-			<-s.inline
-			s.inlines.Done()
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), inlineTimeout)
-		defer cancel()
-		if err := s.ProcessBatch(ctx, ids); err != nil {
-			s.log.DebugContext(ctx, "events not applied inline; queueing them", "events", len(ids), "error", err)
+	return ids
+}
+
+// applyInline applies a chunk taken by processInline, or queues it.
+func (s *Service) applyInline(ids []string) {
+	ctx := context.Background()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.ErrorContext(ctx, "applying events inline panicked; queueing them", "events", len(ids), "panic", fmt.Sprint(p))
 			s.enqueueProcessing(ctx, ids)
 		}
+		<-s.inline
+		s.inlines.Done()
 	}()
-	return true
+	if err := s.ProcessBatch(ctx, ids); err != nil {
+		s.log.DebugContext(ctx, "events not applied inline; queueing them", "events", len(ids), "error", err)
+		s.enqueueProcessing(ctx, ids)
+	}
 }

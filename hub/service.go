@@ -39,8 +39,9 @@ type ServiceConfig struct {
 	SweepGrace time.Duration
 	// ProcessInline lets a process that runs the worker apply the
 	// webhooks it stores itself, right after their commit, instead of
-	// queueing a task for them (up to 32 group commits at once; the rest
-	// are queued). Zero value: every stored webhook is queued.
+	// queueing a task for them (in chunks of up to 32 events, up to 32
+	// chunks at once; the rest are queued, and so are events tried
+	// before). Zero value: every stored webhook is queued.
 	ProcessInline bool
 	// FirstAttempts, when set, is given the ids of the deliveries a
 	// processing transaction created, once it has committed, to make
@@ -95,13 +96,20 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return s, nil
 }
 
-// Close waits for the events being applied inline; events stored after
-// it are queued.
+// Close waits up to 10 seconds for the events being applied inline (those
+// not applied by then stay received: the sweeper queues them); events
+// stored after it are queued.
 func (s *Service) Close() {
 	s.inlineMu.Lock()
 	s.closed = true
 	s.inlineMu.Unlock()
-	s.inlines.Wait()
+	done := make(chan struct{})
+	go func() { s.inlines.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		s.log.Warn("events still being applied at shutdown; the sweeper will queue them")
+	}
 }
 
 // Ingest stores a verified event and queues its processing. It returns the

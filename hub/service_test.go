@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -673,16 +674,80 @@ func TestProcessInline(t *testing.T) {
 	if got := status(link.ID); got != hub.InboundReceived {
 		t.Errorf("link event %s, want received (waiting for its payment)", got)
 	}
+	// The provider sends it again: tried before, it is left to the
+	// queue's retries rather than tried inline once more.
+	before, _ := f.st.GetInboundEvent(ctx, link.ID)
+	ingest("evt_link", hub.Normalized{Livemode: true, Link: &hub.LinkFact{Keys: []string{"in_9", "pi_9"}}})
+	after, _ := f.st.GetInboundEvent(ctx, link.ID)
+	if before.Attempts == 0 || after.Attempts != before.Attempts {
+		t.Errorf("attempts %d after the repeat, %d before; want unchanged and > 0", after.Attempts, before.Attempts)
+	}
 
 	svc.Close()
 	late := ingest("evt_late", sale([]string{"cs_2"}, 500, 500, hub.Hints{}))
 	f.q.mu.Lock()
 	queued := slices.Clone(f.q.process)
 	f.q.mu.Unlock()
-	if !slices.Equal(queued, []string{link.ID, late.ID}) {
-		t.Errorf("queued %v after Close, want %v", queued, []string{link.ID, late.ID})
+	if want := []string{link.ID, link.ID, late.ID}; !slices.Equal(queued, want) {
+		t.Errorf("queued %v, want %v", queued, want)
 	}
 	if got := status(late.ID); got != hub.InboundReceived {
 		t.Errorf("event stored after Close is %s, want received (queued)", got)
+	}
+}
+
+// TestProcessInlineLimits: at most 32 chunks are applied inline at once
+// (the 33rd group is queued), and Close waits for those under way.
+func TestProcessInlineLimits(t *testing.T) {
+	f := newFixture(t, 1000)
+	ctx := context.Background()
+	if err := f.st.CreateEndpoint(ctx, &hub.Endpoint{ID: hub.NewID("ep"), ProgramID: hub.DefaultProgramID, URL: "https://example.com/h", Secret: "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Applying holds its chunk's slot until the gate opens: the hand-over
+	// of its deliveries, after the commit, waits for it.
+	gate := make(chan struct{})
+	svc, err := hub.NewService(hub.ServiceConfig{Store: f.st, Queue: f.q, ProcessInline: true,
+		Normalizer:    func(string) (hub.Normalizer, bool) { return jsonNormalizer, true },
+		FirstAttempts: func([]string) int { <-gate; return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 33 {
+		b, _ := json.Marshal(sale([]string{fmt.Sprintf("cs_%d", i)}, 100, 100, hub.Hints{}))
+		ev, _, err := svc.Ingest(ctx, f.src, hub.Receipt{DedupeKey: fmt.Sprintf("evt_%d", i)}, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.ID)
+	}
+	f.q.mu.Lock()
+	queued := slices.Clone(f.q.process)
+	f.q.mu.Unlock()
+	if !slices.Equal(queued, ids[32:]) {
+		t.Fatalf("queued %v with 32 groups under way, want only the 33rd, %s", queued, ids[32])
+	}
+
+	closed := make(chan struct{})
+	go func() { svc.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while events were being applied")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gate)
+	<-closed
+	f.q.mu.Lock()
+	queued = slices.Clone(f.q.process)
+	f.q.mu.Unlock()
+	for _, id := range ids[:32] {
+		ev, err := f.st.GetInboundEvent(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Status != hub.InboundProcessed && !slices.Contains(queued, id) {
+			t.Errorf("event %s is %s and not queued after Close", id, ev.Status)
+		}
 	}
 }
