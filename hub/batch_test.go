@@ -241,9 +241,7 @@ func TestProcessBatchConcurrentRuns(t *testing.T) {
 func TestProcessBatchStatements(t *testing.T) {
 	f := newFixture(t, 1000)
 	ctx := context.Background()
-	if err := f.st.CreateEndpoint(ctx, &hub.Endpoint{ID: hub.NewID("ep"), ProgramID: hub.DefaultProgramID, URL: "https://example.com/h", Secret: "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=", Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
+	f.endpoint()
 	const n = 20
 	var ids []string
 	for i := range n {

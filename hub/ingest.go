@@ -201,18 +201,12 @@ func (s *Service) processInline(ids []string) (rest []string) {
 	if !s.cfg.ProcessInline {
 		return ids
 	}
-	s.inlineMu.Lock()
-	defer s.inlineMu.Unlock()
-	for len(ids) > 0 && !s.closed {
-		select {
-		case s.inline <- struct{}{}:
-		default:
-			return ids
-		}
+	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), inlineChunk)]
+		if !s.inline.TryGo(func() { s.applyInline(chunk) }) {
+			break
+		}
 		ids = ids[len(chunk):]
-		s.inlines.Add(1)
-		go s.applyInline(chunk)
 	}
 	return ids
 }
@@ -225,8 +219,6 @@ func (s *Service) applyInline(ids []string) {
 			s.log.ErrorContext(ctx, "applying events inline panicked; queueing them", "events", len(ids), "panic", fmt.Sprint(p))
 			s.enqueueProcessing(ctx, ids)
 		}
-		<-s.inline
-		s.inlines.Done()
 	}()
 	if err := s.ProcessBatch(ctx, ids); err != nil {
 		s.log.DebugContext(ctx, "events not applied inline; queueing them", "events", len(ids), "error", err)

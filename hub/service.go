@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
+	"github.com/partnerhub/partnerhub/hub/bounded"
 	"github.com/partnerhub/partnerhub/hub/groupcommit"
 	"github.com/partnerhub/partnerhub/hub/metrics"
 )
@@ -62,13 +62,8 @@ type Service struct {
 	log    *slog.Logger
 	ingest ingestGroup
 	apply  *groupcommit.Batcher[[]string, error]
-
-	// Inline processing (processInline): at most cap(inline) groups at
-	// once; none started once closed.
-	inline   chan struct{}
-	inlines  sync.WaitGroup
-	inlineMu sync.Mutex
-	closed   bool
+	// inline applies stored events in this process (processInline).
+	inline *bounded.Group
 }
 
 // NewService applies defaults and validates cfg.
@@ -88,7 +83,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger, inline: make(chan struct{}, maxInline)}
+	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger, inline: bounded.New(maxInline)}
 	s.ingest.s = s
 	s.apply = &groupcommit.Batcher[[]string, error]{
 		Run: s.applyCalls, Max: maxCoalesced, Runners: applyRunners, Timeout: 2 * time.Minute, Linger: applyLinger,
@@ -100,14 +95,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 // not applied by then stay received: the sweeper queues them); events
 // stored after it are queued.
 func (s *Service) Close() {
-	s.inlineMu.Lock()
-	s.closed = true
-	s.inlineMu.Unlock()
-	done := make(chan struct{})
-	go func() { s.inlines.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(closeWait):
+	if !s.inline.Close(closeWait) {
 		s.log.Warn("events still being applied at shutdown; the sweeper will queue them")
 	}
 }

@@ -88,6 +88,16 @@ func newFixture(t *testing.T, bps int64) *fixture {
 	return &fixture{t: t, st: st, q: q, svc: svc, src: src}
 }
 
+// endpoint creates an enabled endpoint that receives every event.
+func (f *fixture) endpoint() {
+	f.t.Helper()
+	ep := &hub.Endpoint{ID: hub.NewID("ep"), ProgramID: hub.DefaultProgramID, URL: "https://example.com/h",
+		Secret: "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=", Enabled: true}
+	if err := f.st.CreateEndpoint(context.Background(), ep); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // send ingests and processes one normalized event, returning the inbound id.
 func (f *fixture) send(n hub.Normalized) string {
 	f.t.Helper()
@@ -272,10 +282,7 @@ func TestTestModeCommissionIsFlagged(t *testing.T) {
 
 func TestOutboxEvents(t *testing.T) {
 	f := newFixture(t, 1000)
-	ctx := context.Background()
-	if err := f.st.CreateEndpoint(ctx, &hub.Endpoint{ID: hub.NewID("ep"), ProgramID: hub.DefaultProgramID, URL: "https://example.com/h", Secret: "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=", Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
+	f.endpoint()
 	f.send(sale([]string{"cs_1", "pi_1"}, 10000, 10000, hub.Hints{PartnerCode: "alice"}))
 	f.send(cumulative([]string{"pi_1"}, "ch_1", 1000, t0.Add(time.Hour)))
 	got := f.eventTypes()
@@ -573,9 +580,7 @@ func TestFirstAttemptsTakeNewDeliveries(t *testing.T) {
 	f := newFixture(t, 1000)
 	ctx := context.Background()
 	for range 2 {
-		if err := f.st.CreateEndpoint(ctx, &hub.Endpoint{ID: hub.NewID("ep"), ProgramID: hub.DefaultProgramID, URL: "https://example.com/h", Secret: "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=", Enabled: true}); err != nil {
-			t.Fatal(err)
-		}
+		f.endpoint()
 	}
 	var handed [][]string
 	var stored []string
@@ -701,9 +706,7 @@ func TestProcessInline(t *testing.T) {
 func TestProcessInlineLimits(t *testing.T) {
 	f := newFixture(t, 1000)
 	ctx := context.Background()
-	if err := f.st.CreateEndpoint(ctx, &hub.Endpoint{ID: hub.NewID("ep"), ProgramID: hub.DefaultProgramID, URL: "https://example.com/h", Secret: "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ=", Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
+	f.endpoint()
 	// Applying holds its chunk's slot until the gate opens: the hand-over
 	// of its deliveries, after the commit, waits for it.
 	gate := make(chan struct{})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/bounded"
 	"github.com/partnerhub/partnerhub/hub/groupcommit"
 	"github.com/partnerhub/partnerhub/hub/metrics"
 	"github.com/partnerhub/partnerhub/hub/netguard"
@@ -155,15 +156,12 @@ type Dispatcher struct {
 	load                *groupcommit.Batcher[string, target]
 	hold                *groupcommit.Batcher[deferral, deferred]
 
-	// Direct first attempts (DeliverNew): at most cap(direct) at once,
-	// canceled by stopDirect once Close has waited closeWait for them.
+	// Direct first attempts (DeliverNew), canceled by stopDirect once
+	// Close has waited closeWait for them.
 	directWithin time.Duration
-	direct       chan struct{}
+	direct       *bounded.Group
 	directCtx    context.Context
 	stopDirect   context.CancelFunc
-	directs      sync.WaitGroup
-	directMu     sync.Mutex
-	closed       bool // under directMu: DeliverNew takes nothing more
 
 	sem       chan struct{}
 	endpoints sync.Map // endpoint id → *endpointState
@@ -305,7 +303,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		load:                newLoader(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		hold:                newDeferrer(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		directWithin:        cfg.DirectWithin,
-		direct:              make(chan struct{}, cfg.MaxInFlight),
+		direct:              bounded.New(cfg.MaxInFlight),
 		directCtx:           directCtx,
 		stopDirect:          stopDirect,
 		sem:                 make(chan struct{}, cfg.MaxInFlight),
@@ -320,18 +318,9 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 // and closes idle connections. Deliver must not be running; DeliverNew
 // takes nothing once Close has begun.
 func (d *Dispatcher) Close() {
-	d.directMu.Lock()
-	d.closed = true
-	d.directMu.Unlock()
-	done := make(chan struct{})
-	go func() { d.directs.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(closeWait):
-		d.stopDirect()
-		<-done
-	}
+	d.direct.Close(closeWait)
 	d.stopDirect()
+	d.direct.Wait()
 	d.mu.Lock()
 	for t := range d.timers {
 		if t.Stop() {
@@ -357,7 +346,7 @@ func (d *Dispatcher) Close() {
 // back), or the worker stopped before it was made, so that the queue
 // retries the task.
 func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
-	return d.deliver(ctx, deliveryID, attempt, time.Time{})
+	return d.deliver(ctx, deliveryID, attempt, false)
 }
 
 // DeliverNew makes the first attempts of deliveries just written, in this
@@ -374,35 +363,21 @@ func (d *Dispatcher) DeliverNew(ids []string) int {
 	if d.directWithin <= 0 {
 		return 0
 	}
-	d.directMu.Lock()
-	defer d.directMu.Unlock()
 	taken := 0
-take:
 	for _, id := range ids {
-		if d.closed {
+		if !d.direct.TryGo(func() { d.deliverNew(id) }) {
 			break
 		}
-		select {
-		case d.direct <- struct{}{}:
-		default:
-			break take
-		}
 		taken++
-		d.directs.Add(1)
-		go d.deliverNew(id, time.Now())
 	}
 	metrics.DirectFirstAttempts(metrics.DirectDeclined, len(ids)-taken)
 	return taken
 }
 
-// deliverNew makes the first attempt of a delivery handed over at start,
-// or queues it.
-func (d *Dispatcher) deliverNew(id string, start time.Time) {
-	defer func() {
-		<-d.direct
-		d.directs.Done()
-	}()
-	err := d.deliver(d.directCtx, id, 1, start)
+// deliverNew makes the first attempt of a delivery DeliverNew took, or
+// queues it.
+func (d *Dispatcher) deliverNew(id string) {
+	err := d.deliver(d.directCtx, id, 1, true)
 	if err == nil {
 		metrics.DirectFirstAttempts(metrics.DirectHandled, 1)
 		return
@@ -418,10 +393,11 @@ func (d *Dispatcher) deliverNew(id string, start time.Time) {
 	}
 }
 
-// deliver is Deliver; a non-zero direct is when DeliverNew took the
-// delivery: the attempt must end within directWithin of it and may not
-// wait for a request slot, or errHandOver is returned before it is made.
-func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int, direct time.Time) error {
+// deliver is Deliver; direct is when DeliverNew took the delivery: the
+// attempt must end within directWithin of the row becoming due (when the
+// sweeper starts counting) and may not wait for a request slot, or
+// errHandOver is returned before it is made.
+func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int, direct bool) error {
 	t := d.load.Do(ctx, deliveryID)
 	del, evt, ep, err := t.d, t.e, t.ep, t.err
 	if errors.Is(err, hub.ErrNotFound) {
@@ -441,22 +417,11 @@ func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int
 	if !ep.Enabled {
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
-	if !direct.IsZero() {
-		// The sweeper counts from the time the row became due, before
-		// the transaction that wrote it committed.
-		waited := time.Since(direct)
-		if del.NextAttemptAt != nil {
-			waited = max(waited, time.Since(*del.NextAttemptAt))
-		}
-		if waited+d.endpointTimeout(ep) > d.directWithin {
-			return errHandOver
-		}
+	if direct && (del.NextAttemptAt == nil || time.Since(*del.NextAttemptAt)+d.endpointTimeout(ep) > d.directWithin) {
+		return errHandOver
 	}
 	es := d.endpoint(ep.ID)
-	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, direct.IsZero())
-	if errors.Is(err, errHandOver) {
-		return err
-	}
+	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct)
 	if err != nil {
 		return fmt.Errorf("delivering %s: %w", del.ID, err)
 	}
