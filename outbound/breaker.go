@@ -47,9 +47,14 @@ const (
 	// maxHoldSpread bounds the spread of deliveries held back by an open
 	// breaker.
 	maxHoldSpread = time.Hour
-	// busyDelay is how long a delivery waits when its endpoint has
-	// MaxInFlight attempts under way (jittered ±50 %).
-	busyDelay = time.Second
+	// untimedPace stands for the duration of an endpoint's attempts until
+	// one has been timed (see busyHold).
+	untimedPace = 100 * time.Millisecond
+	// minBusyHold is the shortest hold of a delivery whose endpoint has
+	// MaxInFlight attempts under way, maxBusyHold its longest before a
+	// ±10 % jitter.
+	minBusyHold = 10 * time.Millisecond
+	maxBusyHold = 30 * time.Second
 	// minHold is the shortest hold.
 	minHold = 100 * time.Millisecond
 	// maxPrepaid bounds the rate-limit reservations remembered per
@@ -71,6 +76,31 @@ type endpointState struct {
 	// limit, with the slot their reservation took: when they come back
 	// they pass without taking another token.
 	prepaid map[string]time.Time
+	// busyUntil is when the last delivery held back because the endpoint
+	// was busy is due again: the end of the line (see busyHold), made at
+	// linePace.
+	busyUntil time.Time
+	linePace  time.Duration
+
+	// pace is the moving average of the endpoint's attempt durations
+	// (nanoseconds; 0 until one is timed): how long an attempt keeps a
+	// slot.
+	pace atomic.Int64
+}
+
+// timed adds the duration of an attempt to the endpoint's pace, a moving
+// average that follows a change within a few dozen attempts.
+func (es *endpointState) timed(d time.Duration) {
+	for {
+		old := es.pace.Load()
+		next := int64(d)
+		if old > 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if es.pace.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
 // endpoint returns the state of endpoint id, creating it.
@@ -144,6 +174,9 @@ func (g *grant) done(res result) {
 	// endpoint; gobreaker needs an outcome all the same (a half-open
 	// breaker would otherwise wait for it forever): call it a success.
 	g.breaker(res.canceled != nil || !res.unhealthy())
+	if res.latency > 0 && res.canceled == nil {
+		g.es.timed(res.latency)
+	}
 	g.es.inFlight.Add(-1)
 	<-g.d.sem
 }
@@ -168,7 +201,7 @@ func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpo
 	}
 	if es.inFlight.Add(1) > limit {
 		es.inFlight.Add(-1)
-		return nil, hold{wait: d.jitter(busyDelay, 0.5), reason: "endpoint_busy"}, nil
+		return nil, d.busyHold(es, limit, now), nil
 	}
 	if wait := es.reserve(ep.RateLimit, key); wait > 0 {
 		es.inFlight.Add(-1)
@@ -205,6 +238,37 @@ func (d *Dispatcher) acquire(ctx context.Context, wait bool) error {
 	case <-ctx.Done():
 		return errStopping
 	}
+}
+
+// busyHold is how long a delivery waits when its endpoint has limit
+// attempts under way: until its turn at the endpoint's pace. The endpoint
+// frees a slot every pace/limit on average (pace: how long its attempts
+// take), so the first delivery held back waits one attempt's duration and
+// each one held back after it, while the line lasts, pace/limit more: a
+// burst comes back spread at the rate the endpoint takes it, a fast
+// endpoint's within milliseconds, and a slow one is not asked again and
+// again. When the pace changes, what is left of the line is scaled to it.
+// Until an attempt has been timed, untimedPace stands for the pace. The
+// wait is at least minBusyHold and at most maxBusyHold, jittered ±10 %.
+func (d *Dispatcher) busyHold(es *endpointState, limit int64, now time.Time) hold {
+	pace := time.Duration(es.pace.Load())
+	if pace <= 0 {
+		pace = untimedPace
+	}
+	es.mu.Lock()
+	if left := es.busyUntil.Sub(now); left > 0 && es.linePace > 0 && es.linePace != pace {
+		es.busyUntil = now.Add(time.Duration(float64(left) * float64(pace) / float64(es.linePace)))
+	}
+	at := now.Add(pace)
+	if next := es.busyUntil.Add(pace / time.Duration(limit)); next.After(at) {
+		at = next
+	}
+	if last := now.Add(maxBusyHold); at.After(last) {
+		at = last
+	}
+	es.busyUntil, es.linePace = at, pace
+	es.mu.Unlock()
+	return hold{wait: max(d.jitter(at.Sub(now), 0.1), minBusyHold), reason: "endpoint_busy"}
 }
 
 // breakerHold is how long a delivery refused by the breaker waits: until

@@ -16,7 +16,7 @@ import (
 
 // world is a store with endpoints, and a dispatcher over it with the
 // fixed clock and jitter, whose held-back deliveries are queued again at
-// once.
+// once (for then), whatever the hold.
 type world struct {
 	st  *store.DB
 	q   *fakeQueue
@@ -56,6 +56,7 @@ func newWorld(t *testing.T, cfg outbound.Config, eps ...*hub.Endpoint) *world {
 		t.Fatal(err)
 	}
 	outbound.SetRequeueDelay(d, 0)
+	outbound.SetLocalHold(d, 0)
 	t.Cleanup(d.Close)
 	w.d = d
 	return w
@@ -303,17 +304,22 @@ func TestEndpointConcurrencyLimit(t *testing.T) {
 	w := newWorld(t, outbound.Config{}, ep)
 	first := w.event(t, "commission.created")[ep.ID].ID
 	second := w.event(t, "commission.created")[ep.ID].ID
+	third := w.event(t, "commission.created")[ep.ID].ID
 	done := make(chan error, 1)
 	go func() { done <- w.d.Deliver(context.Background(), first, 1) }()
 	<-g.arrived
-	// One attempt under way: the next is held back about a second
-	// (jittered: 1.25 s with the tests' jitter), without waiting.
+	// One attempt under way and none timed yet: the next is held back
+	// 100 ms (105 ms with the tests' jitter), without waiting, and the
+	// one after it 100 ms later, when the endpoint has had time for one
+	// more attempt.
 	start := time.Now()
 	w.deliver(t, second, 1)
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("held-back Deliver took %v; it must not wait", el)
 	}
-	w.wantHeld(t, second, 1, time.Second, 1500*time.Millisecond)
+	w.wantHeld(t, second, 1, 100*time.Millisecond, 110*time.Millisecond)
+	w.deliver(t, third, 1)
+	w.wantHeld(t, third, 1, 200*time.Millisecond, 220*time.Millisecond)
 	close(g.release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -321,5 +327,135 @@ func TestEndpointConcurrencyLimit(t *testing.T) {
 	w.deliver(t, second, 1)
 	if d := w.get(t, second); d.Status != hub.DeliverySucceeded {
 		t.Errorf("second delivery: %q, want succeeded once the first is done", d.Status)
+	}
+}
+
+// A delivery held back by a busy endpoint waits for its turn at the
+// endpoint's pace: the moving average of its attempts' durations over its
+// concurrency limit.
+func TestBusyHoldFollowsPace(t *testing.T) {
+	t.Run("learned from the attempts", func(t *testing.T) {
+		g := newGate()
+		slow := func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(300 * time.Millisecond)
+			w.WriteHeader(http.StatusOK)
+		}
+		rc := newReceiver(t, slow, g.handle)
+		ep := &hub.Endpoint{URL: rc.URL, Enabled: true, EndpointSettings: hub.EndpointSettings{MaxInFlight: 1}}
+		w := newWorld(t, outbound.Config{}, ep)
+		timed := w.event(t, "commission.created")[ep.ID].ID
+		first := w.event(t, "commission.created")[ep.ID].ID
+		second := w.event(t, "commission.created")[ep.ID].ID
+		w.deliver(t, timed, 1) // one attempt of at least 300 ms
+		done := make(chan error, 1)
+		go func() { done <- w.d.Deliver(context.Background(), first, 1) }()
+		<-g.arrived
+		w.deliver(t, second, 1)
+		// At least 315 ms (300 ms and the tests' jitter), not the 105 ms
+		// of an endpoint never timed.
+		w.wantHeld(t, second, 1, 315*time.Millisecond, 5*time.Second)
+		close(g.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a moving average", func(t *testing.T) {
+		rc := newReceiver(t, reply(200, ""))
+		ep := &hub.Endpoint{URL: rc.URL, Enabled: true}
+		w := newWorld(t, outbound.Config{}, ep)
+		id := w.event(t, "commission.created")[ep.ID].ID
+		outbound.SetPace(w.d, ep.ID, 800*time.Millisecond)
+		w.deliver(t, id, 1)
+		// An eighth of the way from 800 ms to a quick attempt's duration.
+		if p := outbound.Pace(w.d, ep.ID); p < 700*time.Millisecond || p > 725*time.Millisecond {
+			t.Errorf("pace after a quick attempt: %v, want 700 ms and an eighth of the attempt", p)
+		}
+	})
+
+	t.Run("a line spaced by pace over the limit, bounded", func(t *testing.T) {
+		g := newGate()
+		rc := newReceiver(t, g.handle)
+		ep := &hub.Endpoint{URL: rc.URL, Enabled: true, EndpointSettings: hub.EndpointSettings{MaxInFlight: 2}}
+		w := newWorld(t, outbound.Config{}, ep)
+		var ids []string
+		for range 7 {
+			ids = append(ids, w.event(t, "commission.created")[ep.ID].ID)
+		}
+		done := make(chan error, 2)
+		for _, id := range ids[:2] {
+			go func() { done <- w.d.Deliver(context.Background(), id, 1) }()
+			<-g.arrived
+		}
+		// 40 ms an attempt, two at once: a slot every 20 ms. The waits
+		// are 40, 60 and 80 ms, with the tests' jitter 42, 63 and 84 ms.
+		outbound.SetPace(w.d, ep.ID, 40*time.Millisecond)
+		for i, want := range []time.Duration{42, 63, 84} {
+			id := ids[2+i]
+			w.deliver(t, id, 1)
+			w.wantHeld(t, id, 1, want*time.Millisecond, want*time.Millisecond)
+		}
+		// The endpoint speeds up to 10 ms an attempt: what is left of the
+		// line (80 ms) shrinks to 20 ms, and the next waits 25 ms (26 ms
+		// with the jitter), not 85.
+		outbound.SetPace(w.d, ep.ID, 10*time.Millisecond)
+		w.deliver(t, ids[5], 1)
+		w.wantHeld(t, ids[5], 1, 26*time.Millisecond, 26*time.Millisecond)
+		// Once the line has gone by, the next waits one attempt again; an
+		// endpoint that takes an hour an attempt is asked again within
+		// 30 s (31.5 s with the jitter).
+		w.clk.Add(time.Second)
+		outbound.SetPace(w.d, ep.ID, time.Hour)
+		w.deliver(t, ids[6], 1)
+		w.wantHeld(t, ids[6], 1, 31500*time.Millisecond, 31500*time.Millisecond)
+		close(g.release)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// asynq keeps due times in whole seconds: a hold of up to 5 s is waited
+// out in process and its task queued when due; a longer one is queued at
+// once for then.
+func TestShortHoldsWaitedInProcess(t *testing.T) {
+	g := newGate()
+	rc := newReceiver(t, g.handle)
+	ep := &hub.Endpoint{URL: rc.URL, Enabled: true, EndpointSettings: hub.EndpointSettings{MaxInFlight: 1}}
+	// The gated attempt lasts the whole test.
+	w := newWorld(t, outbound.Config{Timeout: 10 * time.Second}, ep)
+	outbound.SetLocalHold(w.d, 5*time.Second)
+	first := w.event(t, "commission.created")[ep.ID].ID
+	short := w.event(t, "commission.created")[ep.ID].ID
+	long := w.event(t, "commission.created")[ep.ID].ID
+	done := make(chan error, 1)
+	go func() { done <- w.d.Deliver(context.Background(), first, 1) }()
+	<-g.arrived
+	defer func() {
+		close(g.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}()
+
+	outbound.SetPace(w.d, ep.ID, 2*time.Second) // a 2.1 s hold
+	start := time.Now()
+	w.deliver(t, short, 1)
+	if calls := w.q.Calls(); len(calls) != 0 {
+		t.Fatalf("queued %+v at once, want the 2.1 s hold waited out first", calls)
+	}
+	w.wantHeld(t, short, 1, 2100*time.Millisecond, 2100*time.Millisecond)
+	if el := time.Since(start); el < 2100*time.Millisecond {
+		t.Errorf("the held-back delivery was queued again after %v, want after its 2.1 s hold", el)
+	}
+
+	outbound.SetPace(w.d, ep.ID, time.Hour) // a 31.5 s hold
+	start = time.Now()
+	w.deliver(t, long, 1)
+	w.wantHeld(t, long, 1, 31500*time.Millisecond, 31500*time.Millisecond)
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("a 31.5 s hold was queued after %v, want at once for then", el)
 	}
 }

@@ -114,8 +114,8 @@ type Config struct {
 	// all endpoints; an attempt waits for a free slot. Zero means 128.
 	MaxInFlight int
 	// EndpointMaxInFlight is the concurrency limit of endpoints without
-	// MaxInFlight: an attempt over it is held back for about a second,
-	// without using an attempt. Zero means 10.
+	// MaxInFlight: an attempt over it is held back until its turn at the
+	// endpoint's pace, without using an attempt. Zero means 10.
 	EndpointMaxInFlight int
 	// MaxBatch bounds how many deliveries one query loads (or holds back)
 	// and how many attempts one statement records: attempts that start or
@@ -169,9 +169,12 @@ type Dispatcher struct {
 	// requeueDelay is how long after a held-back attempt its task is
 	// queued again: the running task's id must be free by then.
 	requeueDelay time.Duration
-	mu           sync.Mutex
-	timers       map[*time.Timer]struct{}
-	requeues     sync.WaitGroup
+	// localHold is the longest hold waited out in this process (see
+	// holdBack).
+	localHold time.Duration
+	mu        sync.Mutex
+	timers    map[*time.Timer]struct{}
+	requeues  sync.WaitGroup
 }
 
 // errStopping is returned by Deliver when its context ends before the
@@ -308,6 +311,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		stopDirect:          stopDirect,
 		sem:                 make(chan struct{}, cfg.MaxInFlight),
 		requeueDelay:        250 * time.Millisecond,
+		localHold:           5 * time.Second,
 		timers:              make(map[*time.Timer]struct{}),
 	}, nil
 }
@@ -426,7 +430,7 @@ func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int
 		return fmt.Errorf("delivering %s: %w", del.ID, err)
 	}
 	if g == nil {
-		return d.holdBack(ctx, del, ep, attempt, now, h)
+		return d.holdBack(ctx, del, ep, attempt, now, h, direct)
 	}
 	res := d.send(ctx, evt, ep, now)
 	g.done(res)
@@ -517,9 +521,14 @@ func (d *Dispatcher) conclude(ctx context.Context, del *hub.Delivery, ep *hub.En
 }
 
 // holdBack moves the delivery's next attempt by h.wait without using an
-// attempt, and queues its task again for then.
-func (d *Dispatcher) holdBack(ctx context.Context, del *hub.Delivery, ep *hub.Endpoint, attempt int, now time.Time, h hold) error {
-	at := now.Add(h.wait.Round(time.Millisecond))
+// attempt, and queues its task again for then. asynq keeps due times in
+// whole seconds, so a hold of up to 5 s is waited out in this
+// process and its task queued when it is due; a longer one is queued at
+// once for then. direct says no queue task is running the attempt (one
+// that is must end before its task id is free again: requeueDelay).
+func (d *Dispatcher) holdBack(ctx context.Context, del *hub.Delivery, ep *hub.Endpoint, attempt int, now time.Time, h hold, direct bool) error {
+	wait := h.wait.Round(time.Millisecond)
+	at := now.Add(wait)
 	r := d.hold.Do(ctx, deferral{id: del.ID, attempts: attempt - 1, at: at})
 	moved, err := r.moved, r.err
 	if err != nil {
@@ -532,7 +541,14 @@ func (d *Dispatcher) holdBack(ctx context.Context, del *hub.Delivery, ep *hub.En
 	d.log.DebugContext(ctx, "delivery held back", "delivery_id", del.ID, "endpoint_id", ep.ID, "attempt", attempt,
 		"reason", h.reason, "next_attempt_at", at)
 	metrics.Delivery(heldOutcome[h.reason])
-	d.requeueLater(del.ID, attempt, at)
+	delay := d.requeueDelay
+	if direct {
+		delay = 0
+	}
+	if wait <= d.localHold {
+		delay = max(delay, wait)
+	}
+	d.requeueLater(del.ID, attempt, at, delay)
 	return nil
 }
 
@@ -543,16 +559,15 @@ var heldOutcome = map[string]string{
 	"rate_limited":  metrics.DeliveryHeldRateLimited,
 }
 
-// requeueLater queues attempt of a delivery to run at at, shortly after
-// the running task has ended: asynq refuses a task id that is still
-// running. If the process stops first, the row's next attempt time lets
-// the sweeper queue it.
-func (d *Dispatcher) requeueLater(id string, attempt int, at time.Time) {
+// requeueLater queues attempt of a delivery to run at at, after delay.
+// If the process stops first, the row's next attempt time lets the
+// sweeper queue it.
+func (d *Dispatcher) requeueLater(id string, attempt int, at time.Time, delay time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.requeues.Add(1)
 	var t *time.Timer
-	t = time.AfterFunc(d.requeueDelay, func() {
+	t = time.AfterFunc(delay, func() {
 		defer d.requeues.Done()
 		d.mu.Lock()
 		delete(d.timers, t)

@@ -6,5 +6,19 @@ import "time"
 // queued again (250 ms in production, for asynq to free the task id).
 func SetRequeueDelay(d *Dispatcher, v time.Duration) { d.requeueDelay = v }
 
+// SetLocalHold changes the longest hold waited out in process (5 s in
+// production).
+func SetLocalHold(d *Dispatcher, v time.Duration) { d.localHold = v }
+
 // WaitRequeues waits until the held-back deliveries are queued again.
 func WaitRequeues(d *Dispatcher) { d.requeues.Wait() }
+
+// SetPace sets the moving average of an endpoint's attempt durations.
+func SetPace(d *Dispatcher, endpointID string, v time.Duration) {
+	d.endpoint(endpointID).pace.Store(int64(v))
+}
+
+// Pace returns the moving average of an endpoint's attempt durations.
+func Pace(d *Dispatcher, endpointID string) time.Duration {
+	return time.Duration(d.endpoint(endpointID).pace.Load())
+}
