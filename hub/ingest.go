@@ -18,6 +18,14 @@ import (
 // pending, its own event included; requests arriving meanwhile wait and
 // are taken by the next commit. At low load every webhook is its own batch,
 // with no added wait.
+//
+// One commit runs at a time. With four, concurrent commits split the
+// load into batches of one or two webhooks: more inserts, more commits and
+// more (smaller) processing transactions behind them. At 1,200 sales/s
+// offered, one committer cut the CPU of the whole stack by 10-17 % and kept
+// up where four fell behind; ingest alone went from 11,100 to
+// 12,900-13,400 webhooks/s on PostgreSQL, and its p99 at 2,000/s offered
+// from 9.4-9.6 ms to 7.8-8.3 ms.
 
 // BatchInserter is a Store that inserts several inbound events in one
 // statement (see store.DB.InsertInboundEvents).
@@ -39,7 +47,7 @@ type BatchEnqueuer interface {
 }
 
 const (
-	maxCommitters  = 4
+	maxCommitters  = 1
 	maxIngestBatch = 256
 	// maxInline bounds the chunks of inlineChunk events applied inline at
 	// once (see processInline); more are queued as tasks.
@@ -76,8 +84,7 @@ func (g *ingestGroup) submit(ctx context.Context, req *ingestReq) {
 		g.running++
 		batch := g.take()
 		g.mu.Unlock()
-		g.commit(ctx, batch)
-		g.next(ctx)
+		g.run(ctx, batch)
 	} else {
 		g.mu.Unlock()
 	}
@@ -93,6 +100,26 @@ func (g *ingestGroup) take() []*ingestReq {
 	return batch
 }
 
+// run commits a batch, passes the turn to what arrived meanwhile, then
+// queues the processing of the batch's events and answers its requests:
+// a slow queue never holds back the next commit.
+func (g *ingestGroup) run(ctx context.Context, batch []*ingestReq) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	due, redue := g.commit(ctx, batch)
+	g.next(ctx)
+	s := g.s
+	if len(due) > 0 {
+		due = s.processInline(due)
+	}
+	if len(redue)+len(due) > 0 {
+		s.enqueueProcessing(ctx, append(redue, due...))
+	}
+}
+
 // next commits what arrived during a commit, in the background so that
 // the committer's own request is answered now, or ends the committer.
 func (g *ingestGroup) next(ctx context.Context) {
@@ -104,19 +131,12 @@ func (g *ingestGroup) next(ctx context.Context) {
 	}
 	batch := g.take()
 	g.mu.Unlock()
-	go func() {
-		g.commit(ctx, batch)
-		g.next(ctx)
-	}()
+	go g.run(ctx, batch)
 }
 
-// commit stores a batch and queues the processing of its events.
-func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
-	defer func() {
-		for _, r := range batch {
-			close(r.done)
-		}
-	}()
+// commit stores a batch and returns the ids of its events to process: new
+// ones (due), and ones tried before that still wait (redue).
+func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) (due, redue []string) {
 	s := g.s
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
@@ -132,7 +152,7 @@ func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
 			for _, r := range batch {
 				r.err = fmt.Errorf("storing inbound event: %w", err)
 			}
-			return
+			return nil, nil
 		}
 	} else {
 		stored, inserted = make([]*InboundEvent, len(batch)), make([]bool, len(batch))
@@ -143,7 +163,6 @@ func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
 			}
 		}
 	}
-	var due, redue []string
 	seen := map[string]bool{}
 	for i, r := range batch {
 		if r.err != nil {
@@ -162,12 +181,7 @@ func (g *ingestGroup) commit(ctx context.Context, batch []*ingestReq) {
 			}
 		}
 	}
-	if len(due) > 0 {
-		due = s.processInline(due)
-	}
-	if len(redue)+len(due) > 0 {
-		s.enqueueProcessing(ctx, append(redue, due...))
-	}
+	return due, redue
 }
 
 // enqueueProcessing queues the processing of stored events: one task for

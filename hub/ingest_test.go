@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
 	"github.com/partnerhub/partnerhub/hub/store/storetest"
@@ -122,5 +123,81 @@ func TestIngestGroupCommit(t *testing.T) {
 	}
 	if len(convs) != 200 { // a full first page of the 600
 		t.Errorf("first page of conversions has %d, want 200", len(convs))
+	}
+}
+
+// stuckQueue is a queue whose process tasks wait until release is closed
+// (or the enqueue's context ends), like a Redis that stopped answering.
+type stuckQueue struct {
+	fakeQueue
+	release chan struct{}
+}
+
+func (q *stuckQueue) EnqueueProcess(ctx context.Context, id string) error {
+	select {
+	case <-q.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return q.fakeQueue.EnqueueProcess(ctx, id)
+}
+
+// TestIngestSlowQueue: while the queue holds one batch's task, the next
+// webhook is stored all the same (its commit does not wait for the queue),
+// and both are answered once the queue takes their tasks.
+func TestIngestSlowQueue(t *testing.T) {
+	st := storetest.Open(t)
+	ctx := context.Background()
+	src := &hub.Source{ID: hub.NewID("src"), ProgramID: hub.DefaultProgramID, Provider: "test", Name: "test", Secret: "s3cret"}
+	if err := st.CreateSource(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	q := &stuckQueue{release: make(chan struct{})}
+	svc, err := hub.NewService(hub.ServiceConfig{Store: st, Queue: q, EnqueueTimeout: time.Minute,
+		Normalizer: func(string) (hub.Normalizer, bool) { return jsonNormalizer, true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest := func(k int) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			b, _ := json.Marshal(sale([]string{fmt.Sprintf("cs_%d", k)}, 100, 100, hub.Hints{}))
+			_, _, err := svc.Ingest(ctx, src, hub.Receipt{DedupeKey: fmt.Sprintf("evt_%d", k), EventType: "test"}, b)
+			errc <- err
+		}()
+		return errc
+	}
+	stored := func(n int) bool {
+		evs, err := st.ListInboundEvents(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
+		return err == nil && len(evs) == n
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				close(q.release)
+				t.Fatalf("timed out waiting until %s", what)
+			}
+		}
+	}
+	first := ingest(1)
+	waitFor("the first webhook is stored", func() bool { return stored(1) })
+	second := ingest(2)
+	waitFor("the second webhook is stored while the first one's task waits", func() bool { return stored(2) })
+	select {
+	case err := <-first:
+		t.Fatalf("first webhook answered (%v) before its task was queued", err)
+	default:
+	}
+	close(q.release)
+	for _, errc := range []<-chan error{first, second} {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.process) != 2 {
+		t.Errorf("queued %v, want both events", q.process)
 	}
 }
