@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,10 +131,25 @@ func TestIngestGroupCommit(t *testing.T) {
 // (or the enqueue's context ends), like a Redis that stopped answering.
 type stuckQueue struct {
 	fakeQueue
-	release chan struct{}
+	release       chan struct{}
+	once          sync.Once
+	waiting, most atomic.Int32
 }
 
+func newStuckQueue(t *testing.T) *stuckQueue {
+	q := &stuckQueue{release: make(chan struct{})}
+	t.Cleanup(q.free)
+	return q
+}
+
+// free lets the waiting and later enqueues through.
+func (q *stuckQueue) free() { q.once.Do(func() { close(q.release) }) }
+
 func (q *stuckQueue) EnqueueProcess(ctx context.Context, id string) error {
+	n := q.waiting.Add(1)
+	defer q.waiting.Add(-1)
+	for m := q.most.Load(); n > m && !q.most.CompareAndSwap(m, n); m = q.most.Load() {
+	}
 	select {
 	case <-q.release:
 	case <-ctx.Done():
@@ -142,62 +158,129 @@ func (q *stuckQueue) EnqueueProcess(ctx context.Context, id string) error {
 	return q.fakeQueue.EnqueueProcess(ctx, id)
 }
 
-// TestIngestSlowQueue: while the queue holds one batch's task, the next
-// webhook is stored all the same (its commit does not wait for the queue),
-// and both are answered once the queue takes their tasks.
-func TestIngestSlowQueue(t *testing.T) {
-	st := storetest.Open(t)
-	ctx := context.Background()
+// ingestWorld is a service over a fresh store with one source.
+type ingestWorld struct {
+	st  hub.Store
+	svc *hub.Service
+	src *hub.Source
+}
+
+func newIngestWorld(t *testing.T, st hub.Store, q hub.Queue) *ingestWorld {
+	t.Helper()
 	src := &hub.Source{ID: hub.NewID("src"), ProgramID: hub.DefaultProgramID, Provider: "test", Name: "test", Secret: "s3cret"}
-	if err := st.CreateSource(ctx, src); err != nil {
+	if err := st.CreateSource(context.Background(), src); err != nil {
 		t.Fatal(err)
 	}
-	q := &stuckQueue{release: make(chan struct{})}
 	svc, err := hub.NewService(hub.ServiceConfig{Store: st, Queue: q, EnqueueTimeout: time.Minute,
 		Normalizer: func(string) (hub.Normalizer, bool) { return jsonNormalizer, true }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ingest := func(k int) <-chan error {
-		errc := make(chan error, 1)
-		go func() {
-			b, _ := json.Marshal(sale([]string{fmt.Sprintf("cs_%d", k)}, 100, 100, hub.Hints{}))
-			_, _, err := svc.Ingest(ctx, src, hub.Receipt{DedupeKey: fmt.Sprintf("evt_%d", k), EventType: "test"}, b)
-			errc <- err
-		}()
-		return errc
-	}
-	stored := func(n int) bool {
-		evs, err := st.ListInboundEvents(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
-		return err == nil && len(evs) == n
-	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				close(q.release)
-				t.Fatalf("timed out waiting until %s", what)
-			}
+	return &ingestWorld{st: st, svc: svc, src: src}
+}
+
+// ingest sends sale k in the background and returns its answer's error.
+func (w *ingestWorld) ingest(k int) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		b, _ := json.Marshal(sale([]string{fmt.Sprintf("cs_%d", k)}, 100, 100, hub.Hints{}))
+		_, _, err := w.svc.Ingest(context.Background(), w.src, hub.Receipt{DedupeKey: fmt.Sprintf("evt_%d", k), EventType: "test"}, b)
+		errc <- err
+	}()
+	return errc
+}
+
+// stored reports whether at least n inbound events are stored.
+func (w *ingestWorld) stored(n int) bool {
+	evs, err := w.st.ListInboundEvents(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 100})
+	return err == nil && len(evs) >= n
+}
+
+// within reports whether ok becomes true within d.
+func within(d time.Duration, ok func() bool) bool {
+	for deadline := time.Now().Add(d); !ok(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
 		}
 	}
-	first := ingest(1)
-	waitFor("the first webhook is stored", func() bool { return stored(1) })
-	second := ingest(2)
-	waitFor("the second webhook is stored while the first one's task waits", func() bool { return stored(2) })
-	select {
-	case err := <-first:
-		t.Fatalf("first webhook answered (%v) before its task was queued", err)
-	default:
+	return true
+}
+
+// TestIngestSlowQueue: while the queue holds the tasks of earlier batches,
+// later webhooks are stored all the same (their commit does not wait for
+// the queue), up to four batches waiting for the queue; then the next
+// commit waits too, and the waiting webhooks go together once the queue
+// answers. Every webhook is answered after its task is queued.
+func TestIngestSlowQueue(t *testing.T) {
+	q := newStuckQueue(t)
+	w := newIngestWorld(t, storetest.Open(t), q)
+	var answers []<-chan error
+	for k := 1; k <= 5; k++ {
+		answers = append(answers, w.ingest(k))
+		if !within(5*time.Second, func() bool { return w.stored(k) }) {
+			t.Fatalf("webhook %d was not stored while the queue held %d batches' tasks", k, k-1)
+		}
 	}
-	close(q.release)
-	for _, errc := range []<-chan error{first, second} {
+	// Four batches wait for the queue after passing the turn on; the fifth
+	// waits for it holding the turn: the sixth and seventh are not stored
+	// meanwhile.
+	answers = append(answers, w.ingest(6), w.ingest(7))
+	if within(200*time.Millisecond, func() bool { return w.stored(6) }) {
+		t.Errorf("a sixth webhook was stored while five batches waited for the queue")
+	}
+	if n := q.most.Load(); n != 5 {
+		t.Errorf("%d enqueues waited at once, want 5", n)
+	}
+	for _, errc := range answers {
+		select {
+		case err := <-errc:
+			t.Fatalf("a webhook was answered (%v) before its task was queued", err)
+		default:
+		}
+	}
+	q.free()
+	for _, errc := range answers {
 		if err := <-errc; err != nil {
 			t.Fatal(err)
 		}
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.process) != 2 {
-		t.Errorf("queued %v, want both events", q.process)
+	if len(q.process) != 7 {
+		t.Errorf("queued %v, want all 7 events", q.process)
+	}
+}
+
+// panicStore panics in the first insert of an inbound event.
+type panicStore struct {
+	hub.Store
+	panicked atomic.Bool
+}
+
+func (s *panicStore) InsertInboundEvent(ctx context.Context, ev *hub.InboundEvent) (*hub.InboundEvent, bool, error) {
+	if s.panicked.CompareAndSwap(false, true) {
+		panic("insert went wrong")
+	}
+	return s.Store.InsertInboundEvent(ctx, ev)
+}
+
+// TestIngestPanic: a batch whose insert panics fails its webhooks with an
+// error (the provider sends them again) and the next webhook is stored and
+// answered: ingest goes on.
+func TestIngestPanic(t *testing.T) {
+	w := newIngestWorld(t, &panicStore{Store: storetest.Open(t)}, &fakeQueue{})
+	if err := <-w.ingest(1); err == nil {
+		t.Fatal("the webhook whose insert panicked was answered without an error")
+	}
+	select {
+	case err := <-w.ingest(2):
+		if err != nil {
+			t.Fatalf("the next webhook: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the next webhook was not answered: ingest stopped after a panic")
+	}
+	if !w.stored(1) {
+		t.Error("the next webhook was not stored")
 	}
 }

@@ -85,6 +85,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger, inline: bounded.New(maxInline)}
 	s.ingest.s = s
+	s.ingest.following = make(chan struct{}, maxFollowing)
 	s.apply = &groupcommit.Batcher[[]string, error]{
 		Run: s.applyCalls, Max: maxCoalesced, Runners: applyRunners, Timeout: 2 * time.Minute, Linger: applyLinger,
 	}
@@ -121,6 +122,9 @@ func (s *Service) Ingest(ctx context.Context, src *Source, rc Receipt, body []by
 	s.ingest.submit(ctx, req)
 	if req.err != nil {
 		return nil, false, req.err
+	}
+	if req.stored == nil {
+		return nil, false, fmt.Errorf("storing inbound event: not stored")
 	}
 	return req.stored, !req.inserted, nil
 }
