@@ -88,6 +88,9 @@ type ingestGroup struct {
 // submit stores req.ev, batched with concurrent requests, and queues its
 // processing; it returns when req is settled.
 func (g *ingestGroup) submit(ctx context.Context, req *ingestReq) {
+	if ctx == nil {
+		ctx = context.Background() // take asks it for its error under the lock
+	}
 	req.ctx = ctx
 	g.mu.Lock()
 	g.pending = append(g.pending, req)

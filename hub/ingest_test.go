@@ -225,6 +225,9 @@ func TestIngestSlowQueue(t *testing.T) {
 	// waits for it holding the turn: the sixth and seventh are not stored
 	// meanwhile.
 	answers = append(answers, w.ingest(6), w.ingest(7))
+	if !within(5*time.Second, func() bool { return q.waiting.Load() == 5 }) {
+		t.Fatalf("%d enqueues wait, want 5", q.waiting.Load())
+	}
 	if within(200*time.Millisecond, func() bool { return w.stored(6) }) {
 		t.Errorf("a sixth webhook was stored while five batches waited for the queue")
 	}
@@ -240,8 +243,13 @@ func TestIngestSlowQueue(t *testing.T) {
 	}
 	q.free()
 	for _, errc := range answers {
-		if err := <-errc; err != nil {
-			t.Fatal(err)
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a webhook was not answered once the queue answered")
 		}
 	}
 	q.mu.Lock()
@@ -282,5 +290,44 @@ func TestIngestPanic(t *testing.T) {
 	}
 	if !w.stored(1) {
 		t.Error("the next webhook was not stored")
+	}
+}
+
+// panicQueue panics in the first process task it is given.
+type panicQueue struct {
+	fakeQueue
+	panicked atomic.Bool
+}
+
+func (q *panicQueue) EnqueueProcess(ctx context.Context, id string) error {
+	if q.panicked.CompareAndSwap(false, true) {
+		panic("enqueue went wrong")
+	}
+	return q.fakeQueue.EnqueueProcess(ctx, id)
+}
+
+// TestIngestQueuePanic: a panic while a batch queues its events, after its
+// rows are durable, still answers the webhook (its row waits for the
+// sweeper) and ingest goes on.
+func TestIngestQueuePanic(t *testing.T) {
+	q := &panicQueue{}
+	w := newIngestWorld(t, storetest.Open(t), q)
+	for k := 1; k <= 3; k++ {
+		select {
+		case err := <-w.ingest(k):
+			if err != nil {
+				t.Fatalf("webhook %d: %v", k, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("webhook %d was not answered: ingest stopped after a panic", k)
+		}
+	}
+	if !w.stored(3) {
+		t.Error("not every webhook was stored")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.process) != 2 {
+		t.Errorf("queued %v, want the two webhooks after the panic", q.process)
 	}
 }
