@@ -32,7 +32,18 @@ func TestRetrySchedule(t *testing.T) {
 			Attempts int    `json:"attempts"`
 		} `json:"data"`
 	}
-	h.api("GET", "/deliveries", nil, &list)
+	// The hub records an attempt after the receiver has answered it.
+	waitFor(t, 10*time.Second, "both deliveries recorded as succeeded", func() bool {
+		list.Data = nil
+		h.api("GET", "/deliveries", nil, &list)
+		done := 0
+		for _, d := range list.Data {
+			if d.Status == "succeeded" {
+				done++
+			}
+		}
+		return done == 2
+	})
 	if len(list.Data) != 2 {
 		t.Fatalf("%d deliveries, want 2", len(list.Data))
 	}
