@@ -52,7 +52,8 @@ type BatchEnqueuer interface {
 }
 
 const (
-	maxCommitters  = 1
+	// maxFollowing bounds the batches that queue their events after
+	// passing the turn on.
 	maxFollowing   = 4
 	maxIngestBatch = 256
 	// maxInline bounds the chunks of inlineChunk events applied inline at
@@ -79,7 +80,8 @@ type ingestGroup struct {
 	s       *Service
 	mu      sync.Mutex
 	pending []*ingestReq
-	running int
+	// committing is set while a batch holds the turn to commit.
+	committing bool
 	// following holds a slot per batch queueing its events after passing
 	// the turn on.
 	following chan struct{}
@@ -94,8 +96,8 @@ func (g *ingestGroup) submit(ctx context.Context, req *ingestReq) {
 	req.ctx = ctx
 	g.mu.Lock()
 	g.pending = append(g.pending, req)
-	if g.running < maxCommitters {
-		g.running++
+	if !g.committing {
+		g.committing = true
 		batch := g.take()
 		g.mu.Unlock()
 		g.run(ctx, batch)
@@ -176,7 +178,7 @@ func (g *ingestGroup) run(ctx context.Context, batch []*ingestReq) {
 func (g *ingestGroup) next(ctx context.Context) {
 	g.mu.Lock()
 	if len(g.pending) == 0 {
-		g.running--
+		g.committing = false
 		g.mu.Unlock()
 		return
 	}

@@ -297,6 +297,27 @@ func TestRateLimitReschedules(t *testing.T) {
 	}
 }
 
+// underWay starts the attempts of ids, each held at g until finish, and
+// waits until they have all reached it; finish releases them and checks
+// they were recorded.
+func (w *world) underWay(t *testing.T, g *gate, ids ...string) (finish func()) {
+	t.Helper()
+	done := make(chan error, len(ids))
+	for _, id := range ids {
+		go func() { done <- w.d.Deliver(context.Background(), id, 1) }()
+		<-g.arrived
+	}
+	return func() {
+		t.Helper()
+		close(g.release)
+		for range ids {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 func TestEndpointConcurrencyLimit(t *testing.T) {
 	g := newGate()
 	rc := newReceiver(t, g.handle)
@@ -305,9 +326,7 @@ func TestEndpointConcurrencyLimit(t *testing.T) {
 	first := w.event(t, "commission.created")[ep.ID].ID
 	second := w.event(t, "commission.created")[ep.ID].ID
 	third := w.event(t, "commission.created")[ep.ID].ID
-	done := make(chan error, 1)
-	go func() { done <- w.d.Deliver(context.Background(), first, 1) }()
-	<-g.arrived
+	finish := w.underWay(t, g, first)
 	// One attempt under way and none timed yet: the next is held back
 	// 100 ms (105 ms with the tests' jitter), without waiting, and the
 	// one after it 100 ms later, when the endpoint has had time for one
@@ -320,10 +339,7 @@ func TestEndpointConcurrencyLimit(t *testing.T) {
 	w.wantHeld(t, second, 1, 100*time.Millisecond, 110*time.Millisecond)
 	w.deliver(t, third, 1)
 	w.wantHeld(t, third, 1, 200*time.Millisecond, 220*time.Millisecond)
-	close(g.release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	finish()
 	w.deliver(t, second, 1)
 	if d := w.get(t, second); d.Status != hub.DeliverySucceeded {
 		t.Errorf("second delivery: %q, want succeeded once the first is done", d.Status)
@@ -347,17 +363,12 @@ func TestBusyHoldFollowsPace(t *testing.T) {
 		first := w.event(t, "commission.created")[ep.ID].ID
 		second := w.event(t, "commission.created")[ep.ID].ID
 		w.deliver(t, timed, 1) // one attempt of at least 300 ms
-		done := make(chan error, 1)
-		go func() { done <- w.d.Deliver(context.Background(), first, 1) }()
-		<-g.arrived
+		finish := w.underWay(t, g, first)
 		w.deliver(t, second, 1)
 		// At least 315 ms (300 ms and the tests' jitter), not the 105 ms
 		// of an endpoint never timed.
 		w.wantHeld(t, second, 1, 315*time.Millisecond, 5*time.Second)
-		close(g.release)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		finish()
 	})
 
 	t.Run("a moving average", func(t *testing.T) {
@@ -382,11 +393,7 @@ func TestBusyHoldFollowsPace(t *testing.T) {
 		for range 7 {
 			ids = append(ids, w.event(t, "commission.created")[ep.ID].ID)
 		}
-		done := make(chan error, 2)
-		for _, id := range ids[:2] {
-			go func() { done <- w.d.Deliver(context.Background(), id, 1) }()
-			<-g.arrived
-		}
+		finish := w.underWay(t, g, ids[:2]...)
 		// 40 ms an attempt, two at once: a slot every 20 ms. The waits
 		// are 40, 60 and 80 ms, with the tests' jitter 42, 63 and 84 ms.
 		outbound.SetPace(w.d, ep.ID, 40*time.Millisecond)
@@ -408,12 +415,7 @@ func TestBusyHoldFollowsPace(t *testing.T) {
 		outbound.SetPace(w.d, ep.ID, time.Hour)
 		w.deliver(t, ids[6], 1)
 		w.wantHeld(t, ids[6], 1, 31500*time.Millisecond, 31500*time.Millisecond)
-		close(g.release)
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-		}
+		finish()
 	})
 }
 
@@ -430,15 +432,7 @@ func TestShortHoldsWaitedInProcess(t *testing.T) {
 	first := w.event(t, "commission.created")[ep.ID].ID
 	short := w.event(t, "commission.created")[ep.ID].ID
 	long := w.event(t, "commission.created")[ep.ID].ID
-	done := make(chan error, 1)
-	go func() { done <- w.d.Deliver(context.Background(), first, 1) }()
-	<-g.arrived
-	defer func() {
-		close(g.release)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}()
+	defer w.underWay(t, g, first)()
 
 	outbound.SetPace(w.d, ep.ID, 2*time.Second) // a 2.1 s hold
 	start := time.Now()
