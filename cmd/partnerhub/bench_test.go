@@ -84,10 +84,12 @@ func TestBench(t *testing.T) {
 			if tc.name == "open loop" && (rep.SendSeconds < 1.9 || rep.SendSeconds > 4) {
 				t.Errorf("open loop at 100/s for 2s sent for %.2fs", rep.SendSeconds)
 			}
-			// A sale costs at least its conversion and its commission, a
-			// statement each, and its share of the batched inbound rows,
-			// transactions and the deliveries' loads and attempts.
-			if rep.SQLPerConversion < 2.5 || rep.SQLPerConversion > 500 {
+			// A sale's rows are written in statements it shares with its
+			// batch (its webhook, its conversion and commission, its
+			// deliveries and their attempts): a few for a sale alone, a
+			// fraction of one in a large batch; a run of a hundred sales
+			// has some of both.
+			if rep.SQLPerConversion < 0.5 || rep.SQLPerConversion > 500 {
 				t.Errorf("SQL statements per conversion = %v", rep.SQLPerConversion)
 			}
 			if !strings.Contains(progress, "bench: sent ") {

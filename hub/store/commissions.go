@@ -33,7 +33,10 @@ func (tx *Tx) GetCommission(ctx context.Context, conversionID string) (*hub.Comm
 
 // InsertCommission inserts c, filling ID, ProgramID (the conversion's),
 // Status (pending) and CreatedAt when empty, then c.Entries as InsertEntry
-// does. A second commission for one conversion fails with ECONFLICT.
+// does. A second commission for one conversion fails with ECONFLICT. The
+// commission of a conversion this transaction created is kept pending
+// (deferCommission): an error writing it comes from the transaction's
+// next statement or its COMMIT.
 func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 	if c.ID == "" {
 		c.ID = hub.NewID("com")
@@ -56,6 +59,20 @@ func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 	if err != nil {
 		return fmt.Errorf("inserting commission %s: %w", c.ID, err)
 	}
+	for i := range c.Entries {
+		e := &c.Entries[i]
+		e.CommissionID = c.ID
+		switch {
+		case tx.c.pg: // the entries go in with the commission
+			e.ProgramID = c.ProgramID
+			tx.fillEntry(e)
+		case e.ProgramID == "":
+			e.ProgramID = c.ProgramID
+		}
+	}
+	if tx.deferCommission(c, terms) {
+		return nil
+	}
 	args := []any{c.ID, c.ProgramID, c.ConversionID, c.PartnerID, c.Status, c.RateBPS, c.Currency, c.Test,
 		tx.c.ts(c.HoldUntil), tx.c.ts(c.CreatedAt), terms}
 	insert := `INSERT INTO commissions (` + commissionCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -67,8 +84,6 @@ func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 		amounts, created := make([]int64, n), make([]time.Time, n)
 		for i := range c.Entries {
 			e := &c.Entries[i]
-			e.CommissionID, e.ProgramID = c.ID, c.ProgramID
-			tx.fillEntry(e)
 			ids[i], keys[i], types[i], amounts[i], currencies[i], created[i] = e.ID, e.Key, e.Type, e.AmountMinor, e.Currency, e.CreatedAt
 		}
 		insert = `WITH com AS (` + insert + `)
@@ -90,12 +105,7 @@ func (tx *Tx) InsertCommission(ctx context.Context, c *hub.Commission) error {
 		return nil // the entries went in with it
 	}
 	for i := range c.Entries {
-		e := &c.Entries[i]
-		e.CommissionID = c.ID
-		if e.ProgramID == "" {
-			e.ProgramID = c.ProgramID
-		}
-		if _, err := tx.InsertEntry(ctx, e); err != nil {
+		if _, err := tx.InsertEntry(ctx, &c.Entries[i]); err != nil {
 			return err
 		}
 	}

@@ -33,6 +33,9 @@ type conn struct {
 	// stmts counts the statements sent through this conn (and, for a
 	// database's conn, the BEGIN, COMMIT and ROLLBACK of its transactions).
 	stmts counter
+	// before, when set, runs once before the next statement (a
+	// transaction's pending rows: Tx.writePending).
+	before func(context.Context) error
 }
 
 // counter is what conn needs of a Prometheus counter.
@@ -50,7 +53,20 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
+// beforeStatement runs and clears c.before.
+func (c *conn) beforeStatement(ctx context.Context) error {
+	if c.before == nil {
+		return nil
+	}
+	f := c.before
+	c.before = nil
+	return f(ctx)
+}
+
 func (c *conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := c.beforeStatement(ctx); err != nil {
+		return nil, err
+	}
 	c.count()
 	r, err := c.q.ExecContext(ctx, c.rebind(query), args...)
 	return r, c.classify(err)
@@ -67,6 +83,9 @@ func (c *conn) execN(ctx context.Context, query string, args ...any) (int64, err
 }
 
 func (c *conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := c.beforeStatement(ctx); err != nil {
+		return nil, err
+	}
 	c.count()
 	rows, err := c.q.QueryContext(ctx, c.rebind(query), args...)
 	return rows, c.classify(err)

@@ -50,6 +50,9 @@ func (tx *Tx) FindConversion(ctx context.Context, programID, provider string, ke
 	c, err := scanOne(ctx, tx.c, `SELECT `+conversionCols+` FROM conversions WHERE id = (
 			SELECT conversion_id FROM (`+strings.Join(probes, " UNION ALL ")+`) AS aliases
 			ORDER BY conversion_id LIMIT 1)`+tx.c.forUpdate(), args, scanConversion)
+	if errors.Is(err, hub.ErrNotFound) {
+		tx.markAbsent(programID, provider, keys)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("finding conversion by keys %v: %w", keys, err)
 	}
@@ -61,7 +64,9 @@ func (tx *Tx) FindConversion(ctx context.Context, programID, provider string, ke
 
 // InsertConversion inserts c with its aliases (c.Keys) and lines, filling
 // ID, ProgramID (the default program) and ReceivedAt when empty. A key
-// that already names another conversion fails with ECONFLICT.
+// that already names another conversion fails with ECONFLICT: this call,
+// or, for a conversion kept pending (deferConversion: its keys locked and
+// known free), the transaction's next statement or its COMMIT.
 func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 	if c.ID == "" {
 		c.ID = hub.NewID("cnv")
@@ -73,10 +78,15 @@ func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 	c.ReceivedAt = normTime(c.ReceivedAt)
 	c.OccurredAt = normTime(c.OccurredAt)
 	c.Keys = uniq(c.Keys)
-	tx.forgetAbsent(c.ProgramID, c.Provider, c.Keys)
 	hints, err := jsonText(c.Hints)
 	if err != nil {
 		return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
+	}
+	deferred := tx.deferConversion(c, hints)
+	tx.forgetAbsent(c.ProgramID, c.Provider, c.Keys)
+	if deferred {
+		tx.created(c.ID)
+		return nil
 	}
 	insert := `INSERT INTO conversions (` + conversionCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -89,6 +99,7 @@ func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 		if _, err := tx.c.exec(ctx, insert, args...); err != nil {
 			return fmt.Errorf("inserting conversion %s: %w", c.ID, err)
 		}
+		tx.created(c.ID)
 		return tx.insertLines(ctx, c)
 	}
 	// The aliases: a key that names another conversion already is not
@@ -123,6 +134,7 @@ func (tx *Tx) InsertConversion(ctx context.Context, c *hub.Conversion) error {
 	if err := keysAdded(c, added); err != nil {
 		return err
 	}
+	tx.created(c.ID)
 	return tx.insertLines(ctx, c)
 }
 

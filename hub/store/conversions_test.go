@@ -608,3 +608,192 @@ func testCommissionLedger(t *testing.T, db *store.DB) {
 }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// testNewSalesWrittenTogether: in a transaction that holds its sales'
+// keys locked and knows them free (a processing batch), the conversions it
+// creates and their commissions are written together: on PostgreSQL in
+// one statement, just before the transaction's next statement or with its
+// deferred rows before COMMIT. Every later read of the transaction sees
+// them, they are stored as they were when inserted, and a row that cannot
+// be written fails the whole transaction, with nothing kept.
+func testNewSalesWrittenTogether(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	pg := db.Dialect() == "postgres"
+	stmts := store.CountStatements(db)
+	src := seedSource(t, db)
+	ptn := seedPartner(t, db, "together")
+	lockTogether := func(tx hub.Tx, keys ...string) error {
+		var sets []hub.KeySet
+		for _, k := range keys {
+			sets = append(sets, hub.KeySet{ProgramID: hub.DefaultProgramID, Provider: "stripe", Keys: []string{k}})
+		}
+		return tx.LockKeySets(ctx, sets)
+	}
+	// sale inserts a conversion for key with its commission.
+	sale := func(tx hub.Tx, key string) (*hub.Conversion, *hub.Commission, error) {
+		c := newConversion(src, key)
+		c.PartnerID, c.AttributedBy = ptn.ID, hub.ReasonPartnerCode
+		c.Lines = []hub.LineItem{{ProductID: "prod_" + key, PriceID: "price_1", Quantity: 1, AmountMinor: 9000}}
+		if err := tx.InsertConversion(ctx, c); err != nil {
+			return nil, nil, err
+		}
+		com := &hub.Commission{
+			ProgramID: hub.DefaultProgramID, ConversionID: c.ID, PartnerID: ptn.ID, RateBPS: 1000, Currency: "EUR",
+			HoldUntil: t0.AddDate(0, 0, 30),
+			Entries:   []hub.LedgerEntry{{Key: "earned", Type: hub.EntryEarned, AmountMinor: 900, Currency: "EUR"}},
+		}
+		return c, com, tx.InsertCommission(ctx, com)
+	}
+	// wantStatements checks, on PostgreSQL, the statements sent since
+	// *mark, and moves the mark.
+	wantStatements := func(what string, mark *int64, want int64) {
+		t.Helper()
+		n := stmts()
+		if pg && n-*mark != want {
+			t.Errorf("%s: %d statements, want %d", what, n-*mark, want)
+		}
+		*mark = n
+	}
+
+	keys := []string{"cs_t1", "cs_t2", "cs_t3"}
+	var convs []*hub.Conversion
+	mustTx(t, db, func(tx hub.Tx) error {
+		mark := stmts()
+		if err := lockTogether(tx, keys...); err != nil {
+			return err
+		}
+		wantStatements("locking and probing three sales' keys", &mark, 2)
+		for _, k := range keys {
+			if _, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{k}); !errors.Is(err, hub.ErrNotFound) {
+				t.Fatalf("FindConversion(%s) before the insert: %v, want ErrNotFound", k, err)
+			}
+			c, com, err := sale(tx, k)
+			if err != nil {
+				return err
+			}
+			// Changes after the insert are not stored.
+			c.BaseMinor, com.RateBPS, com.Entries[0].AmountMinor = 1, 1, 1
+			convs = append(convs, c)
+		}
+		// A refund read leaves them pending.
+		if _, err := tx.ParkedRefunds(ctx, hub.DefaultProgramID, "stripe"); err != nil {
+			return err
+		}
+		wantStatements("three sales and a refund read", &mark, 1)
+		// A commission read writes them first, and finds them.
+		com, err := tx.GetCommission(ctx, convs[1].ID)
+		if err != nil {
+			t.Fatalf("GetCommission of a conversion inserted in the transaction: %v", err)
+		}
+		if com.RateBPS != 1000 || com.NetMinor != 900 || len(com.Entries) != 1 {
+			t.Errorf("commission in the transaction: rate %d, net %d, %d entries; want 1000, 900, 1", com.RateBPS, com.NetMinor, len(com.Entries))
+		}
+		wantStatements("a commission read after three sales", &mark, 3) // the sales, the commission, its entries
+		got, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{"cs_t3"})
+		if err != nil || got.ID != convs[2].ID {
+			t.Fatalf("FindConversion(cs_t3) in the transaction = %v, %v; want %s", got, err, convs[2].ID)
+		}
+		// Another one after the reads, written at COMMIT.
+		c := newConversion(src, "cs_t4")
+		if err := lockTogether(tx, "cs_t4", "cs_t5"); err != nil {
+			return err
+		}
+		if err := tx.InsertConversion(ctx, c); err != nil {
+			return err
+		}
+		convs = append(convs, c)
+		return nil
+	})
+	for i, c := range convs {
+		got, err := db.GetConversion(ctx, hub.DefaultProgramID, c.ID)
+		if err != nil {
+			t.Fatalf("conversion %d: %v", i, err)
+		}
+		if got.BaseMinor != 9000 || len(got.Keys) != 1 || got.Keys[0] != c.Keys[0] {
+			t.Errorf("stored conversion %d: base %d, keys %v; want 9000, %v", i, got.BaseMinor, got.Keys, c.Keys[:1])
+		}
+		if i < 3 && (len(got.Lines) != 1 || got.Lines[0].ProductID != "prod_"+c.Keys[0] || got.PartnerID != ptn.ID) {
+			t.Errorf("stored conversion %d: lines %+v, partner %q", i, got.Lines, got.PartnerID)
+		}
+	}
+	coms, err := db.ListCommissions(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(coms) != 3 {
+		t.Fatalf("%d commissions stored, want 3", len(coms))
+	}
+	for _, com := range coms {
+		if com.RateBPS != 1000 || com.NetMinor != 900 || com.Status != hub.CommissionPending || len(com.Entries) != 1 {
+			t.Errorf("stored commission %s: rate %d, net %d, status %s, %d entries; want 1000, 900, pending, 1",
+				com.ID, com.RateBPS, com.NetMinor, com.Status, len(com.Entries))
+		}
+	}
+
+	// A sale applied alone: its keys, locked, found free by FindConversion.
+	// Its conversion and commission go in with the final state of the
+	// inbound event: the transaction takes BEGIN, claim, lock, lookup,
+	// the writes and COMMIT.
+	ev, _, err := db.InsertInboundEvent(ctx, newInbound(src, "evt_alone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := stmts()
+	mustTx(t, db, func(tx hub.Tx) error {
+		if _, err := tx.ClaimInbound(ctx, []string{ev.ID}); err != nil {
+			return err
+		}
+		if err := tx.LockKeys(ctx, hub.DefaultProgramID, "stripe", []string{"cs_alone"}); err != nil {
+			return err
+		}
+		if _, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{"cs_alone"}); !errors.Is(err, hub.ErrNotFound) {
+			t.Fatalf("FindConversion(cs_alone): %v, want ErrNotFound", err)
+		}
+		if _, _, err := sale(tx, "cs_alone"); err != nil {
+			return err
+		}
+		return tx.FinishInbound(ctx, ev.ID, hub.InboundProcessed, "", t0)
+	})
+	wantStatements("a sale alone", &mark, 6)
+	if got, err := findConversion(t, db, "cs_alone"); err != nil || got.BaseMinor != 9000 {
+		t.Fatalf("FindConversion(cs_alone) after commit = %+v, %v", got, err)
+	}
+
+	// Keys the transaction has not locked: the conversion is inserted at
+	// once, and a key that names another conversion fails the call itself.
+	mustTx(t, db, func(tx hub.Tx) error {
+		if _, err := tx.FindConversion(ctx, hub.DefaultProgramID, "stripe", []string{"cs_unlocked"}); !errors.Is(err, hub.ErrNotFound) {
+			t.Fatalf("FindConversion(cs_unlocked): %v, want ErrNotFound", err)
+		}
+		mark := stmts()
+		if err := tx.InsertConversion(ctx, newConversion(src, "cs_unlocked")); err != nil {
+			return err
+		}
+		wantStatements("a sale whose keys are not locked", &mark, 1)
+		wantCode(t, tx.InsertConversion(ctx, newConversion(src, "cs_other", "cs_t1")), hub.ECONFLICT)
+		return nil
+	})
+
+	if !pg {
+		return // SQLite's single connection: no writer can come in between
+	}
+	// A key taken, while the transaction ran, by a writer that did not
+	// lock it: the transaction fails with ECONFLICT and keeps nothing.
+	err = db.InTx(ctx, func(tx hub.Tx) error {
+		if err := lockTogether(tx, "cs_c1", "cs_c2"); err != nil {
+			return err
+		}
+		if err := tx.InsertConversion(ctx, newConversion(src, "cs_c1")); err != nil {
+			return err
+		}
+		insertConversion(t, db, newConversion(src, "cs_c2")) // another connection
+		if err := tx.InsertConversion(ctx, newConversion(src, "cs_c2")); err != nil {
+			t.Errorf("InsertConversion(cs_c2) = %v; want the conflict found when the rows are written", err)
+		}
+		return nil
+	})
+	wantCode(t, err, hub.ECONFLICT)
+	if _, err := findConversion(t, db, "cs_c1"); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("the failed transaction left cs_c1 behind: err = %v", err)
+	}
+}

@@ -24,6 +24,8 @@ type deferred struct {
 	// tags and final states are written by flush.
 	claimed map[string]*claim
 	order   []string
+	// pend is the conversions and commissions not written yet.
+	pend pending
 }
 
 type inboundResult struct{ inbound, kind, id string }
@@ -115,11 +117,16 @@ func (tx *Tx) flush(ctx context.Context) error {
 		}
 	}
 	if len(l.events) == 0 && len(l.deliveries) == 0 && len(l.results) == 0 && len(l.order) == 0 {
-		return nil
+		// Pending rows, if any, are written alone.
+		return tx.c.beforeStatement(ctx)
 	}
 	if tx.c.pg {
-		args := slices.Concat(eventArrays(l.events), deliveryArrays(l.deliveries), resultArrays(l.results), tx.claimArrays())
+		tx.c.before = nil // the pending rows are written with the others
+		args := slices.Concat(tx.pendingArrays(), eventArrays(l.events), deliveryArrays(l.deliveries), resultArrays(l.results), tx.claimArrays())
 		if _, err := tx.c.exec(ctx, flushSQL, args...); err != nil {
+			if !l.pend.empty() && isConflict(err) {
+				err = tx.pendingError(err)
+			}
 			return fmt.Errorf("writing %d outbound events, %d deliveries, %d results and %d finished inbound events: %w",
 				len(l.events), len(l.deliveries), len(l.results), len(l.order), err)
 		}
@@ -143,14 +150,15 @@ func (tx *Tx) flush(ctx context.Context) error {
 }
 
 // flushSQL writes what a transaction deferred in one statement
-// (PostgreSQL): its outbound events, their deliveries, the results of its
-// inbound events, and those events' final states and tags. The rows travel
+// (PostgreSQL): its pending conversions and commissions (pendingCTEs), its
+// outbound events, their deliveries, the results of its inbound events,
+// and those events' final states and tags. The rows travel
 // as arrays, so the statement's text is the same for any number of rows
 // (one prepared statement per connection, where a VALUES list would
 // prepare and cache one per row count); empty arrays write nothing. The
 // foreign keys are checked at the end of the statement, when the events
 // the deliveries name are in.
-const flushSQL = `WITH ev AS (
+const flushSQL = `WITH ` + pendingCTEs + `, ev AS (
 		INSERT INTO events (` + eventCols + `)
 		SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[])
 	), dl AS (

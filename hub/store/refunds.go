@@ -157,9 +157,14 @@ func (tx *Tx) ParkedRefunds(ctx context.Context, programID, provider string) ([]
 	if c := tx.parked[pk]; c != nil && c.locks == len(tx.held) {
 		return copyRefunds(c.list), nil
 	}
+	// Pending rows (conversions, commissions) change no refund: they are
+	// left pending across this read.
+	before := tx.c.before
+	tx.c.before = nil
 	out, err := list(ctx, tx.c, `SELECT `+refundCols+` FROM refunds
 		WHERE program_id = ? AND provider = ? AND conversion_id IS NULL
 		ORDER BY occurred_at, id`, []any{programID, provider}, scanRefund)
+	tx.c.before = before
 	if err != nil {
 		return nil, fmt.Errorf("listing parked refunds: %w", err)
 	}

@@ -38,6 +38,7 @@ var suite = []suiteTest{
 	{name: "inbound_finish_once", fn: testInboundFinishOnce},
 	{name: "conversion_aliases", fn: testConversionAliases},
 	{name: "conversion_keys_locked_together", fn: testConversionKeysLockedTogether},
+	{name: "new_sales_written_together", fn: testNewSalesWrittenTogether},
 	{name: "conversion_history", fn: testConversionHistory},
 	{name: "conversion_times", fn: testConversionTimes},
 	{name: "tx_rollback", fn: testTxRollback},

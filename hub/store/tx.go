@@ -19,10 +19,12 @@ type Tx struct {
 	c *conn
 	// held is the advisory locks taken (PostgreSQL): a lock is taken once.
 	held map[int64]bool
-	// absent is the payment keys, by lock id, that no conversion had when
-	// LockKeySets locked them with other events' keys: under their locks
-	// no other transaction can add them, so FindConversion answers for
-	// them without a query until this transaction adds one.
+	// absent is the payment keys, by lock id, that no conversion had once
+	// they were locked (probed by LockKeySets with other events' keys, or
+	// not found by FindConversion): under their locks no other transaction
+	// can add them, so FindConversion answers for them without a query,
+	// and InsertConversion may keep a conversion of them pending, until
+	// this transaction adds one.
 	absent map[int64]bool
 	// byCode caches FindPartnerByCode by program|code (nil: no partner).
 	byCode map[string]*hub.Partner
@@ -142,6 +144,25 @@ func (tx *Tx) allAbsent(programID, provider string, keys []string) bool {
 		}
 	}
 	return true
+}
+
+// markAbsent records that no conversion has keys, found by a statement
+// that ran after their locks were taken: under the locks no other
+// transaction can add them. Keys whose locks this transaction does not
+// hold are not recorded.
+func (tx *Tx) markAbsent(programID, provider string, keys []string) {
+	ids := make([]int64, len(keys))
+	for i, k := range keys {
+		if ids[i] = LockID(programID, provider, k); !tx.held[ids[i]] {
+			return
+		}
+	}
+	if tx.absent == nil {
+		tx.absent = make(map[int64]bool, len(ids))
+	}
+	for _, id := range ids {
+		tx.absent[id] = true
+	}
 }
 
 // forgetAbsent is called before keys are added to a conversion.
