@@ -56,6 +56,7 @@ var suite = []suiteTest{
 	{name: "closed_store_unavailable", fn: testClosedUnavailable},
 	{name: "lock_keys_serializes", fn: testLockKeys, pgOnly: true},
 	{name: "hot_plans", fn: testHotPlans, pgOnly: true},
+	{name: "large_values_compressed", fn: testLargeValuesCompressed, pgOnly: true},
 }
 
 func TestStore(t *testing.T) {
