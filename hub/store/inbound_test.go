@@ -365,8 +365,9 @@ func testInboundBatch(t *testing.T, db *store.DB) {
 	}
 }
 
-// testLargeValuesCompressed: on a server with lz4, large bodies are
-// stored compressed with it (migration 15), and read back byte for byte.
+// testLargeValuesCompressed: on a server with lz4, the large-value columns
+// are set to compress with it (migration 15), and a large body is stored
+// compressed with it and read back byte for byte.
 func testLargeValuesCompressed(t *testing.T, db *store.DB) {
 	ctx := t.Context()
 	var lz4 bool
@@ -377,6 +378,19 @@ func testLargeValuesCompressed(t *testing.T, db *store.DB) {
 	want := "pglz"
 	if lz4 {
 		want = "lz4"
+	}
+	// The columns' own setting, whatever the server's default.
+	for _, col := range []struct{ table, column string }{
+		{"inbound_events", "body"}, {"inbound_events", "headers"}, {"events", "data"}, {"attempts", "response_body"},
+	} {
+		var set string
+		if err := db.SQL().QueryRowContext(ctx, `SELECT attcompression::text FROM pg_attribute
+			WHERE attrelid = to_regclass($1) AND attname = $2`, col.table, col.column).Scan(&set); err != nil {
+			t.Fatalf("%s.%s: %v", col.table, col.column, err)
+		}
+		if lz4 && set != "l" {
+			t.Errorf("%s.%s has compression %q, want l (lz4)", col.table, col.column, set)
+		}
 	}
 	src := seedSource(t, db)
 	ev := newInbound(src, "evt_large")
