@@ -29,6 +29,22 @@ func (f *fixture) directDispatcher(t *testing.T, q hub.Queue, st outbound.Store,
 	return d
 }
 
+// succeeded counts f's deliveries that succeeded.
+func (f *fixture) succeeded(t *testing.T) int {
+	t.Helper()
+	ds, err := f.st.ListDeliveries(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range ds {
+		if d.Status == hub.DeliverySucceeded {
+			n++
+		}
+	}
+	return n
+}
+
 // another writes one more event to f's endpoint and returns its delivery.
 func (f *fixture) another(t *testing.T) string {
 	t.Helper()
@@ -119,21 +135,33 @@ func TestDeliverNew(t *testing.T) {
 		}
 	})
 
-	t.Run("taken only while there is a free slot", func(t *testing.T) {
+	t.Run("taken while a slot is free or the line has room", func(t *testing.T) {
 		g := newGate()
 		rc := newReceiver(t, g.handle)
 		f := newFixture(t, rc.URL)
-		second, third := f.another(t), f.another(t)
-		q := &fakeQueue{}
-		d := f.directDispatcher(t, q, nil, 10*time.Second, 1)
-		if n := d.DeliverNew([]string{f.delivery, second}); n != 1 {
-			t.Fatalf("DeliverNew with one slot took %d, want 1", n)
+		ids := []string{f.delivery}
+		for range 5 {
+			ids = append(ids, f.another(t))
 		}
-		<-g.arrived // the first attempt holds the only request slot
+		q := &fakeQueue{}
+		// One slot, and a line of four.
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 1)
+		if n := d.DeliverNew(ids); n != 5 {
+			t.Fatalf("DeliverNew with one slot and a line of four took %d of 6, want 5", n)
+		}
+		<-g.arrived // the first attempt holds the only slot
 		close(g.release)
+		// The slot makes the waiting attempts one after the other.
+		deadline := time.Now().Add(10 * time.Second)
+		for f.succeeded(t) < 5 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of the 5 taken deliveries succeeded", f.succeeded(t))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		d.Close()
-		if n := len(rc.Requests()); n != 1 {
-			t.Errorf("receiver got %d requests, want 1", n)
+		if n := len(rc.Requests()); n != 5 {
+			t.Errorf("receiver got %d requests, want 5", n)
 		}
 		if calls := q.Calls(); len(calls) != 0 {
 			t.Errorf("queued %v, want nothing (the caller queues what was not taken)", calls)
@@ -141,6 +169,7 @@ func TestDeliverNew(t *testing.T) {
 
 		// A slot taken by a queue task's attempt: the direct one does not
 		// wait for it.
+		second, third := f.another(t), f.another(t)
 		d = f.directDispatcher(t, q, nil, 10*time.Second, 1)
 		defer d.Close()
 		g2 := newGate()
@@ -161,8 +190,43 @@ func TestDeliverNew(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.Close()
-		if n := len(rc.Requests()); n != 2 {
-			t.Errorf("receiver got %d requests, want 2 (first and second)", n)
+		if n := len(rc.Requests()); n != 6 {
+			t.Errorf("receiver got %d requests, want 6 (the five taken, then second)", n)
+		}
+	})
+
+	t.Run("the line is dropped at Close", func(t *testing.T) {
+		g := newGate()
+		rc := newReceiver(t, g.handle)
+		f := newFixture(t, rc.URL)
+		second := f.another(t)
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 1)
+		if n := d.DeliverNew([]string{f.delivery, second}); n != 2 {
+			t.Fatalf("DeliverNew took %d, want 2 (one made, one waiting)", n)
+		}
+		<-g.arrived
+		closed := make(chan struct{})
+		go func() { d.Close(); close(closed) }()
+		time.Sleep(20 * time.Millisecond) // Close has begun: the line is dropped
+		close(g.release)
+		<-closed
+		if n := len(rc.Requests()); n != 1 {
+			t.Errorf("receiver got %d requests, want 1 (the waiting attempt is not made after Close)", n)
+		}
+		// The waiting delivery's row is pending and due: the sweeper
+		// queues it.
+		ds, err := f.st.ListDeliveries(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, del := range ds {
+			if del.ID == second && (del.Status != hub.DeliveryPending || del.Attempts != 0) {
+				t.Errorf("the dropped delivery: status %q, %d attempts; want pending, 0", del.Status, del.Attempts)
+			}
+		}
+		if calls := q.Calls(); len(calls) != 0 {
+			t.Errorf("queued %v, want nothing", calls)
 		}
 	})
 

@@ -162,6 +162,15 @@ type Dispatcher struct {
 	direct       *bounded.Group
 	directCtx    context.Context
 	stopDirect   context.CancelFunc
+	// waiting is the line of first attempts DeliverNew took while every
+	// direct slot was busy (at most waitingMax); a direct goroutine takes
+	// the next one when its attempt ends. running counts the direct
+	// goroutines that will still look at the line before they return.
+	waitMu     sync.Mutex
+	waiting    []string
+	waitingMax int
+	running    int
+	waitClosed bool
 
 	sem       chan struct{}
 	endpoints sync.Map // endpoint id → *endpointState
@@ -307,6 +316,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		hold:                newDeferrer(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		directWithin:        cfg.DirectWithin,
 		direct:              bounded.New(cfg.MaxInFlight),
+		waitingMax:          4 * cfg.MaxInFlight,
 		directCtx:           directCtx,
 		stopDirect:          stopDirect,
 		sem:                 make(chan struct{}, cfg.MaxInFlight),
@@ -320,8 +330,16 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 // then cancels them), stops the re-enqueues of held-back deliveries not
 // sent yet (their rows say when they are due: the sweeper queues them)
 // and closes idle connections. Deliver must not be running; DeliverNew
-// takes nothing once Close has begun.
+// takes nothing once Close has begun, and the attempts still waiting in
+// its line are left to the sweeper (their rows are pending and due).
 func (d *Dispatcher) Close() {
+	d.waitMu.Lock()
+	d.waitClosed = true
+	dropped := len(d.waiting)
+	d.waiting = nil
+	d.waitMu.Unlock()
+	// Their rows are pending and due: the sweeper queues them.
+	metrics.DirectFirstAttempts(metrics.DirectDeclined, dropped)
 	d.direct.Close(closeWait)
 	d.stopDirect()
 	d.direct.Wait()
@@ -356,8 +374,12 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 // DeliverNew makes the first attempts of deliveries just written, in this
 // process and at once, instead of queueing a task for each: it saves the
 // queue's round trips and polling delay. It takes ids from the front while
-// it has a free slot (as many as Config.MaxInFlight at once) and returns
-// how many it took; the caller queues the rest. A taken attempt that
+// it has a free slot (as many as Config.MaxInFlight at once) or room in
+// the line of attempts waiting for one (four times as many; a slot makes
+// them in turn when its attempt ends), and returns how many it took; the
+// caller queues the rest. Under a load beyond what the slots make at once,
+// waiting for a slot costs less than a queue task each, which would take
+// CPU from the attempts and let the backlog grow. A taken attempt that
 // cannot go at once (its endpoint's timeout does not fit in
 // Config.DirectWithin, every request slot is taken, it cannot be
 // recorded) is queued as a task; one held back by the endpoint's breaker,
@@ -369,13 +391,62 @@ func (d *Dispatcher) DeliverNew(ids []string) int {
 	}
 	taken := 0
 	for _, id := range ids {
-		if !d.direct.TryGo(func() { d.deliverNew(id) }) {
+		if !d.startDirect(id) && !d.wait(id) {
 			break
 		}
 		taken++
 	}
 	metrics.DirectFirstAttempts(metrics.DirectDeclined, len(ids)-taken)
 	return taken
+}
+
+// startDirect makes id's first attempt in a direct goroutine if a slot
+// is free.
+func (d *Dispatcher) startDirect(id string) bool {
+	d.waitMu.Lock()
+	if d.waitClosed {
+		d.waitMu.Unlock()
+		return false
+	}
+	d.running++
+	d.waitMu.Unlock()
+	if d.direct.TryGo(func() { d.runDirect(id) }) {
+		return true
+	}
+	d.waitMu.Lock()
+	d.running--
+	d.waitMu.Unlock()
+	return false
+}
+
+// wait puts id in the line of waiting first attempts, if there is room
+// and a direct goroutine that will take it.
+func (d *Dispatcher) wait(id string) bool {
+	d.waitMu.Lock()
+	defer d.waitMu.Unlock()
+	if d.waitClosed || d.running == 0 || len(d.waiting) >= d.waitingMax {
+		return false
+	}
+	d.waiting = append(d.waiting, id)
+	return true
+}
+
+// runDirect makes id's first attempt, then those waiting in line, until
+// the line is empty.
+func (d *Dispatcher) runDirect(id string) {
+	for {
+		d.deliverNew(id)
+		d.waitMu.Lock()
+		if len(d.waiting) == 0 {
+			d.running--
+			d.waitMu.Unlock()
+			return
+		}
+		id = d.waiting[0]
+		d.waiting[0] = ""
+		d.waiting = d.waiting[1:]
+		d.waitMu.Unlock()
+	}
 }
 
 // deliverNew makes the first attempt of a delivery DeliverNew took, or
