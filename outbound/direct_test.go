@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,6 +197,39 @@ func TestDeliverNew(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent callers leave nothing waiting", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		var ids []string
+		for range 40 {
+			ids = append(ids, f.another(t))
+		}
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 1)
+		defer d.Close()
+		var wg sync.WaitGroup
+		var taken atomic.Int64
+		for i := 0; i < len(ids); i += 4 {
+			wg.Add(1)
+			go func(part []string) {
+				defer wg.Done()
+				for _, id := range part {
+					taken.Add(int64(d.DeliverNew([]string{id})))
+				}
+			}(ids[i : i+4])
+		}
+		wg.Wait()
+		// Every delivery taken is attempted or queued; none is left in
+		// the line.
+		deadline := time.Now().Add(10 * time.Second)
+		for f.succeeded(t)+len(q.Calls()) < int(taken.Load()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("of %d taken, %d succeeded and %d queued", taken.Load(), f.succeeded(t), len(q.Calls()))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+
 	t.Run("the line is dropped at Close", func(t *testing.T) {
 		g := newGate()
 		rc := newReceiver(t, g.handle)
@@ -208,7 +243,9 @@ func TestDeliverNew(t *testing.T) {
 		<-g.arrived
 		closed := make(chan struct{})
 		go func() { d.Close(); close(closed) }()
-		time.Sleep(20 * time.Millisecond) // Close has begun: the line is dropped
+		for !outbound.Closing(d) { // Close has begun: the line is dropped
+			time.Sleep(time.Millisecond)
+		}
 		close(g.release)
 		<-closed
 		if n := len(rc.Requests()); n != 1 {

@@ -127,8 +127,9 @@ type Config struct {
 	// DirectWithin lets DeliverNew make new deliveries' first attempts in
 	// this process, without a queue task, when the whole attempt fits in
 	// it: the endpoint's timeout must end within DirectWithin of the
-	// handover. The hub sets it to half the sweep interval, so that the
-	// sweeper never queues a delivery whose first attempt is under way.
+	// delivery becoming due, counted when the attempt starts. The hub
+	// sets it to half the sweep interval, so that the sweeper never
+	// queues a delivery whose first attempt is under way.
 	// Zero: every first attempt is a queue task.
 	DirectWithin time.Duration
 	// Logger zero value: slog.Default().
@@ -377,7 +378,9 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 // it has a free slot (as many as Config.MaxInFlight at once) or room in
 // the line of attempts waiting for one (four times as many; a slot makes
 // them in turn when its attempt ends), and returns how many it took; the
-// caller queues the rest. Under a load beyond what the slots make at once,
+// caller queues the rest. The time an attempt waits in line counts
+// against Config.DirectWithin: one that would end too late is queued when
+// its turn comes. Under a load beyond what the slots make at once,
 // waiting for a slot costs less than a queue task each, which would take
 // CPU from the attempts and let the backlog grow. A taken attempt that
 // cannot go at once (its endpoint's timeout does not fit in
@@ -403,20 +406,16 @@ func (d *Dispatcher) DeliverNew(ids []string) int {
 // startDirect makes id's first attempt in a direct goroutine if a slot
 // is free.
 func (d *Dispatcher) startDirect(id string) bool {
+	// Under waitMu, so that running counts only goroutines started: the
+	// new one cannot look at the line (and count itself out) before the
+	// count includes it.
 	d.waitMu.Lock()
-	if d.waitClosed {
-		d.waitMu.Unlock()
+	defer d.waitMu.Unlock()
+	if d.waitClosed || !d.direct.TryGo(func() { d.runDirect(id) }) {
 		return false
 	}
 	d.running++
-	d.waitMu.Unlock()
-	if d.direct.TryGo(func() { d.runDirect(id) }) {
-		return true
-	}
-	d.waitMu.Lock()
-	d.running--
-	d.waitMu.Unlock()
-	return false
+	return true
 }
 
 // wait puts id in the line of waiting first attempts, if there is room

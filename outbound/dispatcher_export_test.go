@@ -22,3 +22,11 @@ func SetPace(d *Dispatcher, endpointID string, v time.Duration) {
 func Pace(d *Dispatcher, endpointID string) time.Duration {
 	return time.Duration(d.endpoint(endpointID).pace.Load())
 }
+
+// Closing reports whether Close has begun: DeliverNew takes nothing more
+// and the line of waiting first attempts is dropped.
+func Closing(d *Dispatcher) bool {
+	d.waitMu.Lock()
+	defer d.waitMu.Unlock()
+	return d.waitClosed
+}

@@ -59,7 +59,7 @@ const (
 const (
 	DirectHandled  = "handled"  // attempted (or held back by the endpoint's limits) in process, without a queue task
 	DirectQueued   = "queued"   // taken, but it could not go at once: queued as a task
-	DirectDeclined = "declined" // not taken (every direct slot busy): queued as a task
+	DirectDeclined = "declined" // not taken (every direct slot busy and the line full): queued as a task; or dropped from the line at shutdown: left to the sweeper
 )
 
 // Breaker states, the values of partnerhub_breaker_state.
