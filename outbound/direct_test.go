@@ -34,12 +34,8 @@ func (f *fixture) directDispatcher(t *testing.T, q hub.Queue, st outbound.Store,
 // succeeded counts f's deliveries that succeeded.
 func (f *fixture) succeeded(t *testing.T) int {
 	t.Helper()
-	ds, err := f.st.ListDeliveries(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, d := range ds {
+	for _, d := range f.deliveries(t) {
 		if d.Status == hub.DeliverySucceeded {
 			n++
 		}
@@ -253,14 +249,8 @@ func TestDeliverNew(t *testing.T) {
 		}
 		// The waiting delivery's row is pending and due: the sweeper
 		// queues it.
-		ds, err := f.st.ListDeliveries(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, del := range ds {
-			if del.ID == second && (del.Status != hub.DeliveryPending || del.Attempts != 0) {
-				t.Errorf("the dropped delivery: status %q, %d attempts; want pending, 0", del.Status, del.Attempts)
-			}
+		if del := f.byID(t, second); del.Status != hub.DeliveryPending || del.Attempts != 0 {
+			t.Errorf("the dropped delivery: status %q, %d attempts; want pending, 0", del.Status, del.Attempts)
 		}
 		if calls := q.Calls(); len(calls) != 0 {
 			t.Errorf("queued %v, want nothing", calls)
@@ -302,17 +292,12 @@ func TestDeliverNew(t *testing.T) {
 				queuedFor = c.At
 			}
 		}
-		ds, err := f.st.ListDeliveries(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
-		if err != nil {
-			t.Fatal(err)
+		del := f.byID(t, second)
+		if del.Status != hub.DeliveryPending || del.Attempts != 0 || del.NextAttemptAt == nil || !del.NextAttemptAt.After(base) {
+			t.Errorf("held-back delivery: status %q, %d attempts, next %v; want pending, 0, moved later", del.Status, del.Attempts, del.NextAttemptAt)
 		}
-		for _, del := range ds {
-			if del.ID == second && (del.Status != hub.DeliveryPending || del.Attempts != 0 || del.NextAttemptAt == nil || !del.NextAttemptAt.After(base)) {
-				t.Errorf("held-back delivery: status %q, %d attempts, next %v; want pending, 0, moved later", del.Status, del.Attempts, del.NextAttemptAt)
-			}
-			if del.ID == second && del.NextAttemptAt != nil && !queuedFor.Equal(*del.NextAttemptAt) {
-				t.Errorf("held-back delivery queued for %v, want its next attempt time %v", queuedFor, *del.NextAttemptAt)
-			}
+		if del.NextAttemptAt != nil && !queuedFor.Equal(*del.NextAttemptAt) {
+			t.Errorf("held-back delivery queued for %v, want its next attempt time %v", queuedFor, *del.NextAttemptAt)
 		}
 	})
 

@@ -215,16 +215,28 @@ func testConfig(clk *clock, client *http.Client) outbound.Config {
 // get returns the delivery with its attempts.
 func (f *fixture) get(t *testing.T) *hub.Delivery {
 	t.Helper()
+	return f.byID(t, f.delivery)
+}
+
+// deliveries lists f's deliveries (up to 200).
+func (f *fixture) deliveries(t *testing.T) []*hub.Delivery {
+	t.Helper()
 	ds, err := f.st.ListDeliveries(context.Background(), hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range ds {
-		if d.ID == f.delivery {
+	return ds
+}
+
+// byID returns the delivery id of f's program.
+func (f *fixture) byID(t *testing.T, id string) *hub.Delivery {
+	t.Helper()
+	for _, d := range f.deliveries(t) {
+		if d.ID == id {
 			return d
 		}
 	}
-	t.Fatalf("delivery %s not listed", f.delivery)
+	t.Fatalf("delivery %s not listed", id)
 	return nil
 }
 
