@@ -291,8 +291,59 @@ type stripeEvent struct {
 	Created  int64  `json:"created"`
 	Livemode bool   `json:"livemode"`
 	Data     struct {
-		Object json.RawMessage `json:"object"`
+		// Object holds a pointer to the struct data.object was read into
+		// with the event (see decodeStripeEvent); nil if it was null.
+		Object any `json:"object"`
 	} `json:"data"`
+	body []byte
+}
+
+// stripeSkipped stands for a data.object no struct was chosen for: it is
+// checked as JSON but not read.
+type stripeSkipped struct{}
+
+func (*stripeSkipped) UnmarshalJSON([]byte) error { return nil }
+
+// newStripeObject returns a pointer to the struct data.object of an event
+// of type typ is read into.
+func newStripeObject(typ string) any {
+	switch typ {
+	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+		return new(stripeCheckoutSession)
+	case "invoice.paid":
+		return new(stripeInvoice)
+	case "payment_intent.succeeded":
+		return new(stripePaymentIntent)
+	case "invoice_payment.paid":
+		return new(stripeInvoicePayment)
+	case "charge.refunded":
+		return new(stripeCharge)
+	case "refund.created", "refund.updated", "refund.failed", "charge.refund.updated":
+		return new(stripeRefund)
+	case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated":
+		return new(stripeDispute)
+	}
+	return new(stripeSkipped)
+}
+
+// decodeStripeEvent reads a Stripe event in one pass, its data.object into
+// the struct that typ (the type recorded when the event was received)
+// takes. When the event's own type differs, or the object does not fit
+// the struct, stripeObject reads the event again for the handler and says
+// what is wrong.
+func decodeStripeEvent(body []byte, typ string) (*stripeEvent, error) {
+	e := &stripeEvent{body: body}
+	e.Data.Object = newStripeObject(typ)
+	if err := json.Unmarshal(body, e); err != nil {
+		// Tell a broken envelope from an object that does not fit.
+		e = &stripeEvent{body: body}
+		e.Data.Object = new(stripeSkipped)
+		if err := json.Unmarshal(body, e); err != nil {
+			return nil, stripeUnparsable("reading stripe event", err)
+		}
+	}
+	return e, nil
 }
 
 type stripeCheckoutSession struct {
@@ -431,32 +482,31 @@ func (s *Stripe) Normalize(src *hub.Source, ev *hub.InboundEvent) (*hub.Normaliz
 	if ev == nil {
 		return nil, fmt.Errorf("normalizing stripe event: no event: %w", hub.ErrUnparsable)
 	}
-	var e stripeEvent
-	if err := json.Unmarshal(ev.Body, &e); err != nil {
-		return nil, stripeUnparsable("reading stripe event", err)
+	e, err := decodeStripeEvent(ev.Body, ev.EventType)
+	if err != nil {
+		return nil, err
 	}
 	if e.ID == "" || e.Type == "" || e.Created <= 0 {
 		return nil, fmt.Errorf("reading stripe event: missing id, type or created: %w", hub.ErrUnparsable)
 	}
 	n := &hub.Normalized{Livemode: e.Livemode}
 	at := time.Unix(e.Created, 0).UTC()
-	var err error
 	switch e.Type {
 	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
-		err = s.checkoutSession(src, &e, at, n)
+		err = s.checkoutSession(src, e, at, n)
 	case "invoice.paid":
-		err = s.invoicePaid(src, &e, at, n)
+		err = s.invoicePaid(src, e, at, n)
 	case "payment_intent.succeeded":
-		err = s.paymentIntentSucceeded(src, &e, at, n)
+		err = s.paymentIntentSucceeded(src, e, at, n)
 	case "invoice_payment.paid":
-		err = s.invoicePaymentPaid(&e, n)
+		err = s.invoicePaymentPaid(e, n)
 	case "charge.refunded":
-		err = s.chargeRefunded(&e, at, n)
+		err = s.chargeRefunded(e, at, n)
 	case "refund.created", "refund.updated", "refund.failed", "charge.refund.updated":
-		err = s.refund(&e, at, n)
+		err = s.refund(e, at, n)
 	case "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
 		"charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated":
-		err = s.dispute(&e, at, n)
+		err = s.dispute(e, at, n)
 	default:
 		n.Ignored = "unsupported event type " + e.Type
 	}
@@ -470,25 +520,43 @@ func stripeUnparsable(what string, err error) error {
 	return fmt.Errorf("%s: %v: %w", what, err, hub.ErrUnparsable)
 }
 
-// decodeStripeObject reads data.object of e into v, which must name an id.
-func decodeStripeObject(e *stripeEvent, v any, id func() string) error {
+// stripeObject returns data.object of e as a T, which must name an id.
+func stripeObject[T any](e *stripeEvent, id func(*T) string) (*T, error) {
+	if v, ok := e.Data.Object.(*T); ok && id(v) != "" {
+		return v, nil
+	}
+	// Not read as a T, or not usable: read the event again with
+	// data.object as a T, as decodeStripeEvent would have, and tell why.
 	what := "reading " + e.Type + " object"
-	obj := bytes.TrimSpace(e.Data.Object)
-	if len(obj) == 0 || obj[0] != '{' {
-		return fmt.Errorf("%s: data.object is not an object: %w", what, hub.ErrUnparsable)
+	var shape struct {
+		Data struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"data"`
 	}
-	if err := json.Unmarshal(obj, v); err != nil {
-		return stripeUnparsable(what, err)
+	if err := json.Unmarshal(e.body, &shape); err != nil {
+		return nil, stripeUnparsable(what, err)
 	}
-	if id() == "" {
-		return fmt.Errorf("%s: no id: %w", what, hub.ErrUnparsable)
+	if obj := bytes.TrimSpace(shape.Data.Object); len(obj) == 0 || obj[0] != '{' {
+		return nil, fmt.Errorf("%s: data.object is not an object: %w", what, hub.ErrUnparsable)
 	}
-	return nil
+	again := &stripeEvent{}
+	again.Data.Object = new(T)
+	if err := json.Unmarshal(e.body, again); err != nil {
+		return nil, stripeUnparsable(what, err)
+	}
+	v, ok := again.Data.Object.(*T)
+	if !ok {
+		return nil, fmt.Errorf("%s: data.object is not an object: %w", what, hub.ErrUnparsable)
+	}
+	if id(v) == "" {
+		return nil, fmt.Errorf("%s: no id: %w", what, hub.ErrUnparsable)
+	}
+	return v, nil
 }
 
 func (s *Stripe) checkoutSession(src *hub.Source, e *stripeEvent, at time.Time, n *hub.Normalized) error {
-	var cs stripeCheckoutSession
-	if err := decodeStripeObject(e, &cs, func() string { return cs.ID }); err != nil {
+	cs, err := stripeObject(e, func(o *stripeCheckoutSession) string { return o.ID })
+	if err != nil {
 		return err
 	}
 	if cs.Mode == "setup" {
@@ -536,8 +604,8 @@ func (s *Stripe) checkoutSession(src *hub.Source, e *stripeEvent, at time.Time, 
 }
 
 func (s *Stripe) invoicePaid(src *hub.Source, e *stripeEvent, at time.Time, n *hub.Normalized) error {
-	var in stripeInvoice
-	if err := decodeStripeObject(e, &in, func() string { return in.ID }); err != nil {
+	in, err := stripeObject(e, func(o *stripeInvoice) string { return o.ID })
+	if err != nil {
 		return err
 	}
 	if in.AmountPaid == 0 {
@@ -627,8 +695,8 @@ func (s *Stripe) invoicePaid(src *hub.Source, e *stripeEvent, at time.Time, n *h
 }
 
 func (s *Stripe) paymentIntentSucceeded(src *hub.Source, e *stripeEvent, at time.Time, n *hub.Normalized) error {
-	var pi stripePaymentIntent
-	if err := decodeStripeObject(e, &pi, func() string { return pi.ID }); err != nil {
+	pi, err := stripeObject(e, func(o *stripePaymentIntent) string { return o.ID })
+	if err != nil {
 		return err
 	}
 	if src.Option("payment_intent_succeeded") != "true" {
@@ -690,8 +758,8 @@ type stripeInvoicePayment struct {
 // dispute events name the other side, so without this link refunds of
 // subscription payments could not find their conversion.
 func (s *Stripe) invoicePaymentPaid(e *stripeEvent, n *hub.Normalized) error {
-	var ip stripeInvoicePayment
-	if err := decodeStripeObject(e, &ip, func() string { return ip.ID }); err != nil {
+	ip, err := stripeObject(e, func(o *stripeInvoicePayment) string { return o.ID })
+	if err != nil {
 		return err
 	}
 	keys := compactKeys(string(ip.Invoice), string(ip.Payment.PaymentIntent), string(ip.Payment.Charge))
@@ -705,8 +773,8 @@ func (s *Stripe) invoicePaymentPaid(e *stripeEvent, n *hub.Normalized) error {
 }
 
 func (s *Stripe) chargeRefunded(e *stripeEvent, at time.Time, n *hub.Normalized) error {
-	var ch stripeCharge
-	if err := decodeStripeObject(e, &ch, func() string { return ch.ID }); err != nil {
+	ch, err := stripeObject(e, func(o *stripeCharge) string { return o.ID })
+	if err != nil {
 		return err
 	}
 	m := newStripeMoney(ch.Currency)
@@ -723,8 +791,8 @@ func (s *Stripe) chargeRefunded(e *stripeEvent, at time.Time, n *hub.Normalized)
 }
 
 func (s *Stripe) refund(e *stripeEvent, at time.Time, n *hub.Normalized) error {
-	var re stripeRefund
-	if err := decodeStripeObject(e, &re, func() string { return re.ID }); err != nil {
+	re, err := stripeObject(e, func(o *stripeRefund) string { return o.ID })
+	if err != nil {
 		return err
 	}
 	var status string
@@ -769,8 +837,8 @@ func finishStripeRefund(e *stripeEvent, m *stripeMoney, r *hub.RefundFact, n *hu
 }
 
 func (s *Stripe) dispute(e *stripeEvent, at time.Time, n *hub.Normalized) error {
-	var dp stripeDispute
-	if err := decodeStripeObject(e, &dp, func() string { return dp.ID }); err != nil {
+	dp, err := stripeObject(e, func(o *stripeDispute) string { return o.ID })
+	if err != nil {
 		return err
 	}
 	var status string
@@ -786,7 +854,7 @@ func (s *Stripe) dispute(e *stripeEvent, at time.Time, n *hub.Normalized) error 
 		}
 	default: // closed, updated
 		var err error
-		if status, err = stripeDisputeState(dp); err != nil {
+		if status, err = stripeDisputeState(*dp); err != nil {
 			return stripeUnparsable("reading "+e.Type+" object", err)
 		}
 	}

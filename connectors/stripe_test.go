@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,6 +211,16 @@ func TestStripeCrossCheckStripeGo(t *testing.T) {
 	}
 }
 
+// stripeEventType returns the type a body names, as Verify records it, or
+// "" if it names none.
+func stripeEventType(body []byte) string {
+	var head struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(body, &head)
+	return head.Type
+}
+
 func stripeEventJSON(typ, object string) []byte {
 	return []byte(`{"id":"evt_test","object":"event","api_version":"2023-10-16","created":1714564000,` +
 		`"livemode":true,"type":"` + typ + `","data":{"object":` + object + `}}`)
@@ -249,11 +260,15 @@ func TestStripeNormalizeUnparsable(t *testing.T) {
 	s := NewStripe(StripeConfig{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, err := s.Normalize(&hub.Source{}, &hub.InboundEvent{Body: tt.body})
-			if n != nil {
-				t.Errorf("got a result with the error: %+v", n)
+			// The type recorded at receipt chooses the struct data.object
+			// is read into; none, its own or another gives the same error.
+			for _, recorded := range []string{"", stripeEventType(tt.body), "charge.refunded"} {
+				n, err := s.Normalize(&hub.Source{}, &hub.InboundEvent{Body: tt.body, EventType: recorded})
+				if n != nil {
+					t.Errorf("recorded type %q: got a result with the error: %+v", recorded, n)
+				}
+				wantErrIs(t, err, hub.ErrUnparsable)
 			}
-			wantErrIs(t, err, hub.ErrUnparsable)
 		})
 	}
 	if _, err := s.Normalize(&hub.Source{}, nil); !errors.Is(err, hub.ErrUnparsable) {
@@ -433,6 +448,17 @@ func FuzzStripeNormalize(f *testing.F) {
 	src := &hub.Source{Provider: "stripe", Options: map[string]string{"payment_intent_succeeded": "true"}}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		n, err := s.Normalize(src, &hub.InboundEvent{Body: body})
+		// Read with the type recorded at receipt, or a wrong one, the
+		// event gives the same facts or the same error.
+		for _, recorded := range []string{stripeEventType(body), "invoice.paid"} {
+			n2, err2 := s.Normalize(src, &hub.InboundEvent{Body: body, EventType: recorded})
+			if fmt.Sprint(err) != fmt.Sprint(err2) {
+				t.Fatalf("recorded type %q: err = %v, without it %v", recorded, err2, err)
+			}
+			if diff := cmp.Diff(n, n2); diff != "" {
+				t.Fatalf("recorded type %q: facts differ (-without +with):\n%s", recorded, diff)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, hub.ErrUnparsable) {
 				t.Fatalf("error does not wrap ErrUnparsable: %v", err)
