@@ -40,6 +40,8 @@ type applier struct {
 	n   *Normalized
 
 	deliveries []*Delivery
+	// events holds the event of each of deliveries, at the same index.
+	events []*Event
 	// ignored, when set, says why the event changed nothing after all.
 	ignored string
 	// recheck is set when an event added what decides a commission's
@@ -782,5 +784,8 @@ func (a *applier) emit(ctx context.Context, typ, partnerID string, data any) err
 		return fmt.Errorf("writing %s event: %w", typ, err)
 	}
 	a.deliveries = append(a.deliveries, ds...)
+	for range ds {
+		a.events = append(a.events, e)
+	}
 	return nil
 }

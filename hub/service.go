@@ -43,12 +43,13 @@ type ServiceConfig struct {
 	// chunks at once; the rest are queued, and so are events tried
 	// before). Zero value: every stored webhook is queued.
 	ProcessInline bool
-	// FirstAttempts, when set, is given the ids of the deliveries a
-	// processing transaction created, once it has committed, to make
-	// their first attempts at once in this process; it returns how many
-	// it took, from the front. The others are queued. Zero value: every
-	// first attempt is queued.
-	FirstAttempts func(deliveryIDs []string) (taken int)
+	// FirstAttempts, when set, is given the deliveries a processing
+	// transaction created, with their events (es[i] is ds[i]'s), once it
+	// has committed, to make their first attempts at once in this
+	// process; it returns how many it took, from the front, and may keep
+	// those (the service does not change them after). The others are
+	// queued. Zero value: every first attempt is queued.
+	FirstAttempts func(ds []*Delivery, es []*Event) (taken int)
 	// Logger zero value: slog.Default().
 	Logger *slog.Logger
 }
@@ -191,7 +192,7 @@ func (s *Service) applyCalls(ctx context.Context, calls [][]string) []error {
 // it created; on error nothing of it is kept.
 func (s *Service) applyTogether(ctx context.Context, ids []string) error {
 	start := time.Now()
-	ds, err := s.applyInbound(ctx, ids)
+	ds, es, err := s.applyInbound(ctx, ids)
 	if err != nil {
 		s.log.DebugContext(ctx, "events not applied together; applying them one by one", "events", len(ids), "error", err)
 		return err
@@ -199,7 +200,7 @@ func (s *Service) applyTogether(ctx context.Context, ids []string) error {
 	for range ids {
 		metrics.ObserveProcess(start, &err)
 	}
-	s.startDeliveries(ctx, ds)
+	s.startDeliveries(ctx, ds, es)
 	return nil
 }
 
@@ -207,10 +208,10 @@ func (s *Service) applyTogether(ctx context.Context, ids []string) error {
 // event that cannot be applied as it is ends failed; a transient error is
 // counted on the event and returned, for the job to be retried.
 func (s *Service) processOne(ctx context.Context, id string) error {
-	ds, err := s.applyInbound(ctx, []string{id})
+	ds, es, err := s.applyInbound(ctx, []string{id})
 	switch {
 	case err == nil:
-		s.startDeliveries(ctx, ds)
+		s.startDeliveries(ctx, ds, es)
 		return nil
 	case errors.Is(err, ErrUnparsable):
 		ferr := s.st.InTx(ctx, func(tx Tx) error {
@@ -231,15 +232,11 @@ func (s *Service) processOne(ctx context.Context, id string) error {
 	return fmt.Errorf("applying inbound event %s: %w", id, err)
 }
 
-// startDeliveries hands new deliveries to FirstAttempts and queues those
-// it does not take.
-func (s *Service) startDeliveries(ctx context.Context, ds []*Delivery) {
+// startDeliveries hands new deliveries (es[i] is ds[i]'s event) to
+// FirstAttempts and queues those it does not take.
+func (s *Service) startDeliveries(ctx context.Context, ds []*Delivery, es []*Event) {
 	if s.cfg.FirstAttempts != nil && len(ds) > 0 {
-		ids := make([]string, len(ds))
-		for i, d := range ds {
-			ids[i] = d.ID
-		}
-		ds = ds[s.cfg.FirstAttempts(ids):]
+		ds = ds[s.cfg.FirstAttempts(ds, es):]
 	}
 	s.enqueueDeliveries(ctx, ds)
 }
@@ -252,14 +249,16 @@ type inboundItem struct {
 }
 
 // applyInbound applies the received events among ids in one transaction,
-// in id (arrival) order, and returns the deliveries it created. Events
+// in id (arrival) order, and returns the deliveries it created with their
+// events (the second slice, at the same indexes). Events
 // already finished are skipped. Events that cannot be normalized, or that
 // gave up after maxProcessAttempts, end failed; ignored ones end ignored.
 // The payments of all events are locked before any is applied.
-func (s *Service) applyInbound(ctx context.Context, ids []string) ([]*Delivery, error) {
+func (s *Service) applyInbound(ctx context.Context, ids []string) ([]*Delivery, []*Event, error) {
 	var deliveries []*Delivery
+	var events []*Event
 	err := s.st.InProcessTx(ctx, func(tx Tx) error {
-		deliveries = deliveries[:0]
+		deliveries, events = deliveries[:0], events[:0]
 		evs, err := tx.ClaimInbound(ctx, ids)
 		if err != nil {
 			return err
@@ -306,6 +305,7 @@ func (s *Service) applyInbound(ctx context.Context, ids []string) ([]*Delivery, 
 				return err
 			}
 			deliveries = append(deliveries, a.deliveries...)
+			events = append(events, a.events...)
 			status, msg := InboundProcessed, ""
 			if a.ignored != "" {
 				status, msg = InboundIgnored, a.ignored
@@ -322,9 +322,9 @@ func (s *Service) applyInbound(ctx context.Context, ids []string) ([]*Delivery, 
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return deliveries, nil
+	return deliveries, events, nil
 }
 
 // normalize turns a claimed event into facts. A non-empty status means

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/partnerhub/partnerhub/hub"
 	"github.com/partnerhub/partnerhub/hub/store/storetest"
 )
@@ -584,19 +587,36 @@ func TestFirstAttemptsTakeNewDeliveries(t *testing.T) {
 	}
 	var handed [][]string
 	var stored []string
+	var mismatch []string
 	svc, err := hub.NewService(hub.ServiceConfig{Store: f.st, Queue: f.q,
 		Normalizer: func(string) (hub.Normalizer, bool) { return jsonNormalizer, true },
-		FirstAttempts: func(ids []string) int {
-			handed = append(handed, append([]string(nil), ids...))
-			// Handed over after the commit: another connection reads them.
-			ds, err := f.st.ListDeliveries(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
+		FirstAttempts: func(ds []*hub.Delivery, es []*hub.Event) int {
+			var ids []string
+			for i, d := range ds {
+				ids = append(ids, d.ID)
+				// Handed over after the commit, as stored: another
+				// connection reads them.
+				sd, se, _, err := f.st.DeliveryTarget(ctx, d.ID)
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				if diff := cmp.Diff(sd, d, cmpopts.EquateApproxTime(0)); diff != "" {
+					mismatch = append(mismatch, "delivery "+d.ID+" (-stored +handed):\n"+diff)
+				}
+				if diff := cmp.Diff(se, es[i], cmpopts.EquateApproxTime(0)); diff != "" {
+					mismatch = append(mismatch, "event of "+d.ID+" (-stored +handed):\n"+diff)
+				}
+			}
+			handed = append(handed, ids)
+			ls, err := f.st.ListDeliveries(ctx, hub.DefaultProgramID, hub.Filter{}, hub.Page{Limit: 10})
 			if err != nil {
 				t.Error(err)
 			}
-			for _, d := range ds {
+			for _, d := range ls {
 				stored = append(stored, d.ID)
 			}
-			return min(3, len(ids))
+			return min(3, len(ds))
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -606,6 +626,9 @@ func TestFirstAttemptsTakeNewDeliveries(t *testing.T) {
 	// Two events (conversion.created, commission.created) to two endpoints.
 	if len(handed) != 1 || len(handed[0]) != 4 {
 		t.Fatalf("FirstAttempts given %v, want the 4 new deliveries once", handed)
+	}
+	for _, m := range mismatch {
+		t.Error(m)
 	}
 	if len(f.q.deliveries) != 1 || f.q.deliveries[0] != handed[0][3] {
 		t.Errorf("queued %v, want only the one not taken, %s", f.q.deliveries, handed[0][3])
@@ -712,7 +735,7 @@ func TestProcessInlineLimits(t *testing.T) {
 	gate := make(chan struct{})
 	svc, err := hub.NewService(hub.ServiceConfig{Store: f.st, Queue: f.q, ProcessInline: true,
 		Normalizer:    func(string) (hub.Normalizer, bool) { return jsonNormalizer, true },
-		FirstAttempts: func([]string) int { <-gate; return 0 }})
+		FirstAttempts: func([]*hub.Delivery, []*hub.Event) int { <-gate; return 0 }})
 	if err != nil {
 		t.Fatal(err)
 	}

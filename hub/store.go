@@ -125,7 +125,7 @@ type Store interface {
 	// RecordAttempt inserts a and saves d's status, attempts, next attempt
 	// time and last error, in one transaction. It fails with ECONFLICT when
 	// the stored delivery's attempts differ from a.Number-1 (another worker
-	// recorded this attempt already).
+	// recorded this attempt already) or it is no longer pending.
 	RecordAttempt(ctx context.Context, d *Delivery, a *Attempt) error
 	// DeliveriesDue lists pending deliveries whose next attempt is before
 	// before, oldest first: the sweeper enqueues them again.

@@ -73,6 +73,39 @@ func newLoader(st Store, max, runners int) *groupcommit.Batcher[string, target] 
 	}
 }
 
+// endpointRow is an endpoint DeliverNew's attempts read, or why it
+// cannot be loaded.
+type endpointRow struct {
+	ep  *hub.Endpoint
+	err error
+}
+
+// newEndpointLoader batches Store.DeliveryEndpoints. An endpoint that is
+// gone gets an error wrapping hub.ErrNotFound.
+func newEndpointLoader(st Store, max, runners int) *groupcommit.Batcher[string, endpointRow] {
+	return &groupcommit.Batcher[string, endpointRow]{
+		Split:   splitFailed(func(r endpointRow) error { return r.err }),
+		Max:     max,
+		Runners: runners,
+		Linger:  batchLinger,
+		Run: func(ctx context.Context, ids []string) []endpointRow {
+			out := make([]endpointRow, len(ids))
+			eps, err := st.DeliveryEndpoints(ctx, ids)
+			for i := range ids {
+				switch {
+				case err != nil:
+					out[i].err = err
+				case eps[i] == nil:
+					out[i].err = hub.ErrNotFound
+				default:
+					out[i].ep = eps[i]
+				}
+			}
+			return out
+		},
+	}
+}
+
 // deferral is one delivery to hold back.
 type deferral struct {
 	id       string

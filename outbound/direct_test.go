@@ -3,6 +3,7 @@ package outbound_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/partnerhub/partnerhub/hub"
 	"github.com/partnerhub/partnerhub/outbound"
@@ -59,13 +61,28 @@ func (f *fixture) another(t *testing.T) string {
 	return dels[0].ID
 }
 
+// fresh returns deliveries and their events as the transaction that
+// wrote them holds them, for DeliverNew.
+func (f *fixture) fresh(t *testing.T, ids ...string) ([]*hub.Delivery, []*hub.Event) {
+	t.Helper()
+	ds := make([]*hub.Delivery, len(ids))
+	es := make([]*hub.Event, len(ids))
+	for i, id := range ids {
+		var err error
+		if ds[i], es[i], _, err = f.st.DeliveryTarget(context.Background(), id); err != nil {
+			t.Fatalf("DeliveryTarget %s: %v", id, err)
+		}
+	}
+	return ds, es
+}
+
 func TestDeliverNew(t *testing.T) {
 	t.Run("the first attempt is made without a queue task", func(t *testing.T) {
 		rc := newReceiver(t, reply(204, ""))
 		f := newFixture(t, rc.URL)
 		q := &fakeQueue{}
 		d := f.directDispatcher(t, q, nil, 10*time.Second, 0)
-		if n := d.DeliverNew([]string{f.delivery}); n != 1 {
+		if n := d.DeliverNew(f.fresh(t, f.delivery)); n != 1 {
 			t.Fatalf("DeliverNew took %d, want 1", n)
 		}
 		d.Close() // waits for the attempt
@@ -79,7 +96,7 @@ func TestDeliverNew(t *testing.T) {
 		if calls := q.Calls(); len(calls) != 0 {
 			t.Errorf("queued %v, want nothing", calls)
 		}
-		if n := d.DeliverNew([]string{f.another(t)}); n != 0 {
+		if n := d.DeliverNew(f.fresh(t, f.another(t))); n != 0 {
 			t.Errorf("DeliverNew after Close took %d, want 0", n)
 		}
 	})
@@ -89,7 +106,7 @@ func TestDeliverNew(t *testing.T) {
 		f := newFixture(t, rc.URL)
 		q := &fakeQueue{}
 		d := f.directDispatcher(t, q, nil, 10*time.Second, 0)
-		d.DeliverNew([]string{f.delivery})
+		d.DeliverNew(f.fresh(t, f.delivery))
 		d.Close()
 		next := base.Add(jittered(testSchedule[1]))
 		if diff := cmp.Diff([]enqueued{{f.delivery, 2, next}}, q.Calls()); diff != "" {
@@ -105,33 +122,43 @@ func TestDeliverNew(t *testing.T) {
 		f := newFixture(t, rc.URL)
 		q := &fakeQueue{}
 		d := f.directDispatcher(t, q, nil, time.Second, 0) // the timeout is 2 s
-		d.DeliverNew([]string{f.delivery})
+		d.DeliverNew(f.fresh(t, f.delivery))
 		d.Close()
 		if diff := cmp.Diff([]enqueued{{f.delivery, 1, base}}, q.Calls()); diff != "" {
 			t.Errorf("queued (-want +got):\n%s", diff)
 		}
-		if n := len(rc.Requests()); n != 0 {
-			t.Errorf("receiver got %d requests, want 0", n)
-		}
+		wantNoRequests(t, rc)
 		if del := f.get(t); del.Status != hub.DeliveryPending || del.Attempts != 0 {
 			t.Errorf("delivery: status %q, %d attempts; want pending, 0", del.Status, del.Attempts)
 		}
 	})
 
-	t.Run("an attempt that cannot be recorded is queued again", func(t *testing.T) {
-		rc := newReceiver(t, reply(204, ""))
-		f := newFixture(t, rc.URL)
-		q := &fakeQueue{}
-		d := f.directDispatcher(t, q, downStore{f.st}, 10*time.Second, 0)
-		d.DeliverNew([]string{f.delivery})
-		d.Close()
-		if diff := cmp.Diff([]enqueued{{f.delivery, 1, base}}, q.Calls()); diff != "" {
-			t.Errorf("queued (-want +got):\n%s", diff)
-		}
-		if del := f.get(t); del.Status != hub.DeliveryPending || del.Attempts != 0 {
-			t.Errorf("delivery: status %q, %d attempts; want pending, 0 (the task makes it again)", del.Status, del.Attempts)
-		}
-	})
+	for _, tc := range []struct {
+		name     string
+		st       func(*fixture) outbound.Store
+		requests int
+	}{
+		{"an attempt that cannot be recorded is queued again", func(f *fixture) outbound.Store { return downStore{f.st} }, 1},
+		{"an endpoint that cannot be read is queued", func(f *fixture) outbound.Store { return endpointsDownStore{f.st} }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := newReceiver(t, reply(204, ""))
+			f := newFixture(t, rc.URL)
+			q := &fakeQueue{}
+			d := f.directDispatcher(t, q, tc.st(f), 10*time.Second, 0)
+			d.DeliverNew(f.fresh(t, f.delivery))
+			d.Close()
+			if diff := cmp.Diff([]enqueued{{f.delivery, 1, base}}, q.Calls()); diff != "" {
+				t.Errorf("queued (-want +got):\n%s", diff)
+			}
+			if n := len(rc.Requests()); n != tc.requests {
+				t.Errorf("receiver got %d requests, want %d", n, tc.requests)
+			}
+			if del := f.get(t); del.Status != hub.DeliveryPending || del.Attempts != 0 {
+				t.Errorf("delivery: status %q, %d attempts; want pending, 0 (the task makes it again)", del.Status, del.Attempts)
+			}
+		})
+	}
 
 	t.Run("taken while a slot is free or the line has room", func(t *testing.T) {
 		g := newGate()
@@ -144,7 +171,7 @@ func TestDeliverNew(t *testing.T) {
 		q := &fakeQueue{}
 		// One slot, and a line of four.
 		d := f.directDispatcher(t, q, nil, 10*time.Second, 1)
-		if n := d.DeliverNew(ids); n != 5 {
+		if n := d.DeliverNew(f.fresh(t, ids...)); n != 5 {
 			t.Fatalf("DeliverNew with one slot and a line of four took %d of 6, want 5", n)
 		}
 		<-g.arrived // the first attempt holds the only slot
@@ -179,7 +206,7 @@ func TestDeliverNew(t *testing.T) {
 		<-g2.arrived
 		// The queue task holds the request slot; the direct attempt of
 		// third finds none.
-		if n := d.DeliverNew([]string{third}); n != 1 {
+		if n := d.DeliverNew(f.fresh(t, third)); n != 1 {
 			t.Fatalf("DeliverNew took %d, want 1", n)
 		}
 		waitQueued(t, q, third)
@@ -205,14 +232,15 @@ func TestDeliverNew(t *testing.T) {
 		defer d.Close()
 		var wg sync.WaitGroup
 		var taken atomic.Int64
+		ds, es := f.fresh(t, ids...)
 		for i := 0; i < len(ids); i += 4 {
 			wg.Add(1)
-			go func(part []string) {
+			go func(ds []*hub.Delivery, es []*hub.Event) {
 				defer wg.Done()
-				for _, id := range part {
-					taken.Add(int64(d.DeliverNew([]string{id})))
+				for k := range ds {
+					taken.Add(int64(d.DeliverNew(ds[k:k+1], es[k:k+1])))
 				}
-			}(ids[i : i+4])
+			}(ds[i:i+4], es[i:i+4])
 		}
 		wg.Wait()
 		// Every delivery taken is attempted or queued; none is left in
@@ -233,7 +261,7 @@ func TestDeliverNew(t *testing.T) {
 		second := f.another(t)
 		q := &fakeQueue{}
 		d := f.directDispatcher(t, q, nil, 10*time.Second, 1)
-		if n := d.DeliverNew([]string{f.delivery, second}); n != 2 {
+		if n := d.DeliverNew(f.fresh(t, f.delivery, second)); n != 2 {
 			t.Fatalf("DeliverNew took %d, want 2 (one made, one waiting)", n)
 		}
 		<-g.arrived
@@ -277,7 +305,7 @@ func TestDeliverNew(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() { errc <- d.Deliver(context.Background(), f.delivery, 1) }()
 		<-g.arrived // the endpoint's one request under way
-		d.DeliverNew([]string{second})
+		d.DeliverNew(f.fresh(t, second))
 		waitQueued(t, q, second)
 		close(g.release)
 		if err := <-errc; err != nil {
@@ -301,11 +329,105 @@ func TestDeliverNew(t *testing.T) {
 		}
 	})
 
+	t.Run("reads the endpoint, not the delivery or its event", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		st := &readCountingStore{Store: f.st}
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, st, 10*time.Second, 0)
+		d.DeliverNew(f.fresh(t, f.delivery))
+		d.Close()
+		if del := f.get(t); del.Status != hub.DeliverySucceeded || del.Attempts != 1 {
+			t.Fatalf("delivery: status %q, %d attempts; want succeeded, 1", del.Status, del.Attempts)
+		}
+		if n, m := st.targets.Load(), st.endpoints.Load(); n != 0 || m != 1 {
+			t.Errorf("read %d deliveries with events and %d endpoints, want 0 and 1", n, m)
+		}
+		// What was sent is the event the writer held, signed with the
+		// endpoint's secret.
+		reqs := rc.Requests()
+		if len(reqs) != 1 {
+			t.Fatalf("receiver got %d requests, want 1", len(reqs))
+		}
+		var got struct {
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(reqs[0].Body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Type != f.event.Type {
+			t.Errorf("sent type %q, want %q", got.Type, f.event.Type)
+		}
+		wh, _ := standardwebhooks.NewWebhook(f.endpoint.Secret)
+		if err := wh.VerifyIgnoringTimestamp(reqs[0].Body, reqs[0].Header); err != nil {
+			t.Errorf("reference library: %v", err)
+		}
+		wantNothingQueued(t, q)
+	})
+
+	t.Run("an endpoint disabled since the write is not sent to", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		ds, es := f.fresh(t, f.delivery)
+		if _, err := f.st.ModifyEndpoint(context.Background(), hub.DefaultProgramID, f.endpoint.ID, func(ep *hub.Endpoint) error {
+			ep.Enabled, ep.DisabledReason = false, "disabled by an operator"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 0)
+		d.DeliverNew(ds, es)
+		d.Close()
+		wantNoRequests(t, rc)
+		if del := f.get(t); del.Status != hub.DeliveryFailed || errorClass(del.LastError) != "endpoint_disabled" {
+			t.Errorf("delivery: status %q, last error %q; want failed, endpoint_disabled", del.Status, del.LastError)
+		}
+	})
+
+	t.Run("a delivery failed since, by disabling its endpoint, keeps its reason", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		ds, es := f.fresh(t, f.delivery)
+		if _, _, err := f.st.AutoDisableEndpoint(context.Background(), f.endpoint.ID, "410 Gone", base, nil); err != nil {
+			t.Fatal(err)
+		}
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 0)
+		d.DeliverNew(ds, es)
+		d.Close()
+		wantNoRequests(t, rc)
+		if del := f.get(t); del.Status != hub.DeliveryFailed || del.Attempts != 0 || del.LastError != "endpoint_disabled: 410 Gone" {
+			t.Errorf("delivery: status %q, %d attempts, last error %q; want failed, 0, endpoint_disabled: 410 Gone",
+				del.Status, del.Attempts, del.LastError)
+		}
+		wantNothingQueued(t, q)
+	})
+
+	t.Run("an endpoint deleted since takes its delivery with it", func(t *testing.T) {
+		rc := newReceiver(t, reply(204, ""))
+		f := newFixture(t, rc.URL)
+		ds, es := f.fresh(t, f.delivery)
+		if err := f.st.DeleteEndpoint(context.Background(), hub.DefaultProgramID, f.endpoint.ID); err != nil {
+			t.Fatal(err)
+		}
+		q := &fakeQueue{}
+		d := f.directDispatcher(t, q, nil, 10*time.Second, 0)
+		if n := d.DeliverNew(ds, es); n != 1 {
+			t.Fatalf("DeliverNew took %d, want 1", n)
+		}
+		d.Close()
+		wantNoRequests(t, rc)
+		wantNothingQueued(t, q)
+	})
+
+
 	t.Run("off without DirectWithin", func(t *testing.T) {
 		f := newFixture(t, "http://127.0.0.1:1")
 		d := f.directDispatcher(t, &fakeQueue{}, nil, 0, 0)
 		defer d.Close()
-		if n := d.DeliverNew([]string{f.delivery}); n != 0 {
+		if n := d.DeliverNew(f.fresh(t, f.delivery)); n != 0 {
 			t.Errorf("DeliverNew took %d, want 0", n)
 		}
 	})
@@ -324,4 +446,41 @@ func waitQueued(t *testing.T, q *fakeQueue, id string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("delivery %s was not queued: %v", id, q.Calls())
+}
+
+// readCountingStore counts what the dispatcher reads.
+type readCountingStore struct {
+	outbound.Store
+	targets, endpoints atomic.Int64
+}
+
+func (s *readCountingStore) DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Delivery, []*hub.Event, []*hub.Endpoint, error) {
+	s.targets.Add(int64(len(ids)))
+	return s.Store.DeliveryTargets(ctx, ids)
+}
+
+func (s *readCountingStore) DeliveryEndpoints(ctx context.Context, ids []string) ([]*hub.Endpoint, error) {
+	s.endpoints.Add(int64(len(ids)))
+	return s.Store.DeliveryEndpoints(ctx, ids)
+}
+
+// endpointsDownStore cannot read endpoints.
+type endpointsDownStore struct{ outbound.Store }
+
+func (endpointsDownStore) DeliveryEndpoints(context.Context, []string) ([]*hub.Endpoint, error) {
+	return nil, fmt.Errorf("loading endpoints: %w", hub.ErrUnavailable)
+}
+
+func wantNoRequests(t *testing.T, rc *receiver) {
+	t.Helper()
+	if n := len(rc.Requests()); n != 0 {
+		t.Errorf("receiver got %d requests, want 0", n)
+	}
+}
+
+func wantNothingQueued(t *testing.T, q *fakeQueue) {
+	t.Helper()
+	if calls := q.Calls(); len(calls) != 0 {
+		t.Errorf("queued %v, want nothing", calls)
+	}
 }

@@ -56,6 +56,9 @@ type Store interface {
 	// (secrets in clear) in one query, at the indexes of ids; nils where a
 	// delivery is gone.
 	DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Delivery, []*hub.Event, []*hub.Endpoint, error)
+	// DeliveryEndpoints loads endpoints (secrets in clear) in one query,
+	// at the indexes of ids; nils where an endpoint is gone.
+	DeliveryEndpoints(ctx context.Context, ids []string) ([]*hub.Endpoint, error)
 	// RecordAttempts records attempts in one transaction, each as
 	// hub.Store.RecordAttempt does, and returns one error per attempt
 	// (ECONFLICT: another worker recorded it).
@@ -117,8 +120,9 @@ type Config struct {
 	// MaxInFlight: an attempt over it is held back until its turn at the
 	// endpoint's pace, without using an attempt. Zero means 10.
 	EndpointMaxInFlight int
-	// MaxBatch bounds how many deliveries one query loads (or holds back)
-	// and how many attempts one statement records: attempts that start or
+	// MaxBatch bounds how many deliveries (or first attempts' endpoints)
+	// one query loads or holds back, and how many attempts one statement
+	// records: attempts that start or
 	// finish together are loaded or recorded together. Zero means 256.
 	MaxBatch int
 	// BatchConcurrency is how many batches of each kind (loads, records,
@@ -155,6 +159,7 @@ type Dispatcher struct {
 	q                   hub.Queue
 	rec                 *groupcommit.Batcher[record, error]
 	load                *groupcommit.Batcher[string, target]
+	loadEndpoint        *groupcommit.Batcher[string, endpointRow]
 	hold                *groupcommit.Batcher[deferral, deferred]
 
 	// Direct first attempts (DeliverNew), canceled by stopDirect once
@@ -168,7 +173,7 @@ type Dispatcher struct {
 	// the next one when its attempt ends. running counts the direct
 	// goroutines that will still look at the line before they return.
 	waitMu     sync.Mutex
-	waiting    []string
+	waiting    []fresh
 	waitingMax int
 	running    int
 	waitClosed bool
@@ -314,6 +319,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		q:                   q,
 		rec:                 newRecorder(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		load:                newLoader(st, cfg.MaxBatch, cfg.BatchConcurrency),
+		loadEndpoint:        newEndpointLoader(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		hold:                newDeferrer(st, cfg.MaxBatch, cfg.BatchConcurrency),
 		directWithin:        cfg.DirectWithin,
 		direct:              bounded.New(cfg.MaxInFlight),
@@ -369,12 +375,17 @@ func (d *Dispatcher) Close() {
 // back), or the worker stopped before it was made, so that the queue
 // retries the task.
 func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
-	return d.deliver(ctx, deliveryID, attempt, false)
+	return d.deliver(ctx, deliveryID, attempt)
 }
 
 // DeliverNew makes the first attempts of deliveries just written, in this
 // process and at once, instead of queueing a task for each: it saves the
-// queue's round trips and polling delay. It takes ids from the front while
+// queue's round trips and polling delay. ds are the deliveries as a
+// transaction that has committed wrote them and es their events (es[i]
+// is ds[i]'s; none nil): the attempts use them as they are and read only
+// their endpoints again. DeliverNew may keep the values it takes until
+// their attempts are made; the caller must not change them. It takes
+// deliveries from the front while
 // it has a free slot (as many as Config.MaxInFlight at once) or room in
 // the line of attempts waiting for one (four times as many; a slot makes
 // them in turn when its attempt ends), and returns how many it took; the
@@ -388,61 +399,73 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 // recorded) is queued as a task; one held back by the endpoint's breaker,
 // concurrency or rate limit is held back as Deliver does. If the process
 // dies first, the rows are pending and due: the sweeper queues them.
-func (d *Dispatcher) DeliverNew(ids []string) int {
+func (d *Dispatcher) DeliverNew(ds []*hub.Delivery, es []*hub.Event) int {
 	if d.directWithin <= 0 {
 		return 0
 	}
+	if len(es) != len(ds) {
+		d.log.Error("new deliveries handed without their events; queueing them", "deliveries", len(ds), "events", len(es))
+		metrics.DirectFirstAttempts(metrics.DirectDeclined, len(ds))
+		return 0
+	}
 	taken := 0
-	for _, id := range ids {
-		if !d.startDirect(id) && !d.wait(id) {
+	for i, del := range ds {
+		f := fresh{d: del, e: es[i]}
+		if !d.startDirect(f) && !d.wait(f) {
 			break
 		}
 		taken++
 	}
-	metrics.DirectFirstAttempts(metrics.DirectDeclined, len(ids)-taken)
+	metrics.DirectFirstAttempts(metrics.DirectDeclined, len(ds)-taken)
 	return taken
 }
 
-// startDirect makes id's first attempt in a direct goroutine if a slot
+// fresh is a delivery DeliverNew took, with its event.
+type fresh struct {
+	d *hub.Delivery
+	e *hub.Event
+}
+
+// startDirect makes f's first attempt in a direct goroutine if a slot
 // is free.
-func (d *Dispatcher) startDirect(id string) bool {
+func (d *Dispatcher) startDirect(f fresh) bool {
 	// Under waitMu, so that running counts only goroutines started: the
 	// new one cannot look at the line (and count itself out) before the
 	// count includes it.
 	d.waitMu.Lock()
 	defer d.waitMu.Unlock()
-	if d.waitClosed || !d.direct.TryGo(func() { d.runDirect(id) }) {
+	if d.waitClosed || !d.direct.TryGo(func() { d.runDirect(f) }) {
 		return false
 	}
 	d.running++
 	return true
 }
 
-// wait puts id in the line of waiting first attempts, if there is room
+// wait puts f in the line of waiting first attempts, if there is room
 // and a direct goroutine that will take it.
-func (d *Dispatcher) wait(id string) bool {
+func (d *Dispatcher) wait(f fresh) bool {
 	d.waitMu.Lock()
 	defer d.waitMu.Unlock()
 	if d.waitClosed || d.running == 0 || len(d.waiting) >= d.waitingMax {
 		return false
 	}
-	d.waiting = append(d.waiting, id)
+	d.waiting = append(d.waiting, f)
 	return true
 }
 
-// runDirect makes id's first attempt, then those waiting in line, until
+// runDirect makes f's first attempt, then those waiting in line, until
 // the line is empty.
-func (d *Dispatcher) runDirect(id string) {
+func (d *Dispatcher) runDirect(f fresh) {
 	for {
-		d.deliverNew(id)
+		d.deliverNew(f)
 		d.waitMu.Lock()
 		if len(d.waiting) == 0 {
 			d.running--
 			d.waitMu.Unlock()
 			return
 		}
-		id = d.waiting[0]
-		d.waiting[0] = ""
+		f = d.waiting[0]
+		d.waiting[0] = fresh{}
 		d.waiting = d.waiting[1:]
 		d.waitMu.Unlock()
 	}
@@ -450,8 +473,9 @@ func (d *Dispatcher) runDirect(id string) {
 
 // deliverNew makes the first attempt of a delivery DeliverNew took, or
 // queues it.
-func (d *Dispatcher) deliverNew(id string) {
-	err := d.deliver(d.directCtx, id, 1, true)
+func (d *Dispatcher) deliverNew(f fresh) {
+	id := f.d.ID
+	err := d.deliverFresh(d.directCtx, f)
 	if err == nil {
 		metrics.DirectFirstAttempts(metrics.DirectHandled, 1)
 		return
@@ -467,11 +491,9 @@ func (d *Dispatcher) deliverNew(id string) {
 	}
 }
 
-// deliver is Deliver; direct is when DeliverNew took the delivery: the
-// attempt must end within directWithin of the row becoming due (when the
-// sweeper starts counting) and may not wait for a request slot, or
-// errHandOver is returned before it is made.
-func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int, direct bool) error {
+// deliver is Deliver: it loads the delivery, its event and its endpoint
+// and makes the attempt unless the task is stale.
+func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int) error {
 	t := d.load.Do(ctx, deliveryID)
 	del, evt, ep, err := t.d, t.e, t.ep, t.err
 	if errors.Is(err, hub.ErrNotFound) {
@@ -486,7 +508,31 @@ func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int
 			"attempt", attempt, "status", del.Status, "attempts", del.Attempts)
 		return nil
 	}
+	return d.attempt(ctx, del, evt, ep, attempt, false)
+}
 
+// deliverFresh makes the first attempt of a delivery DeliverNew took,
+// from the delivery and event the writer holds and its endpoint as it is
+// now.
+func (d *Dispatcher) deliverFresh(ctx context.Context, f fresh) error {
+	del := *f.d // the attempt updates its copy
+	r := d.loadEndpoint.Do(ctx, del.EndpointID)
+	if errors.Is(r.err, hub.ErrNotFound) {
+		// Deleted since: its deliveries went with it.
+		d.log.DebugContext(ctx, "endpoint not found; first attempt dropped", "delivery_id", del.ID, "endpoint_id", del.EndpointID)
+		return nil
+	}
+	if r.err != nil {
+		return fmt.Errorf("loading endpoint %s of delivery %s: %w", del.EndpointID, del.ID, r.err)
+	}
+	return d.attempt(ctx, &del, f.e, r.ep, 1, true)
+}
+
+// attempt makes attempt number attempt of del. direct is when DeliverNew
+// took the delivery: the attempt must end within directWithin of the row
+// becoming due (when the sweeper starts counting) and may not wait for a
+// request slot, or errHandOver is returned before it is made.
+func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Event, ep *hub.Endpoint, attempt int, direct bool) error {
 	now := d.now()
 	if !ep.Enabled {
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})

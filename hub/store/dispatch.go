@@ -21,8 +21,8 @@ const maxAttemptBatch = 500
 // RecordAttempts records several attempts in one transaction: for each i,
 // what RecordAttempt(ctx, ds[i], as[i]) does. It returns one error per
 // attempt: nil when recorded; ECONFLICT when the stored delivery's attempts
-// differ from as[i].Number-1 (another worker recorded it) or the same
-// delivery appears earlier in the batch; ErrNotFound when the delivery is
+// differ from as[i].Number-1 (another worker recorded it), it is no longer
+// pending, or the same delivery appears earlier in the batch; ErrNotFound when the delivery is
 // gone; or the error that failed the whole batch, for every attempt. a's
 // ID, DeliveryID and CreatedAt are filled when empty; d.UpdatedAt is set
 // for the recorded ones.
@@ -94,8 +94,11 @@ func (db *DB) RecordAttempts(ctx context.Context, ds []*hub.Delivery, as []*hub.
 	return errs
 }
 
-// recordAttemptsSQL updates the deliveries whose stored attempts are one
-// less than their attempt's number and inserts those attempts. The
+// recordAttemptsSQL updates the pending deliveries whose stored attempts
+// are one less than their attempt's number and inserts those attempts (a
+// delivery failed meanwhile, as when its endpoint was disabled, keeps its
+// state). The status is compared through coalesce, as in
+// deferDeliveriesSQL, so that rows are found by primary key. The
 // update returns each attempt's columns with its delivery's program, so
 // the insert needs no join.
 const recordAttemptsSQL = `WITH v AS (
@@ -107,7 +110,7 @@ const recordAttemptsSQL = `WITH v AS (
 	upd AS (
 		UPDATE deliveries AS d SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
 			last_error = v.last_error, updated_at = ?
-		FROM v WHERE d.id = v.id AND d.attempts = v.number - 1
+		FROM v WHERE d.id = v.id AND d.attempts = v.number - 1 AND coalesce(d.status, '') = 'pending'
 		RETURNING d.id, d.program_id, v.att_id, v.number, v.status_code, v.latency_ms, v.error,
 			v.response_body, v.created_at, v.response_headers
 	),
@@ -167,8 +170,9 @@ func (tx *Tx) recordEach(ctx context.Context, ds []*hub.Delivery, as []*hub.Atte
 		d, a := ds[i], as[i]
 		var programID string
 		err := tx.c.get(ctx, `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
-			updated_at = ? WHERE id = ? AND attempts = ? RETURNING program_id`,
-			[]any{d.Status, d.Attempts, tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(now), d.ID, a.Number - 1},
+			updated_at = ? WHERE id = ? AND attempts = ? AND status = ? RETURNING program_id`,
+			[]any{d.Status, d.Attempts, tx.c.nullTS(d.NextAttemptAt), d.LastError, tx.c.ts(now), d.ID, a.Number - 1,
+				hub.DeliveryPending},
 			&programID)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
@@ -443,4 +447,40 @@ func (db *DB) DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Deliver
 		return nil, nil, nil, fmt.Errorf("loading deliveries: %w", db.c.classify(err))
 	}
 	return ds, es, eps, nil
+}
+
+// DeliveryEndpoints loads endpoints by id in one query, with their secrets
+// in clear, at the indexes of ids (an id given twice gets two copies);
+// nil where an endpoint is gone. It is what a delivery's first attempt
+// reads when the process that wrote the delivery still holds it and its
+// event.
+func (db *DB) DeliveryEndpoints(ctx context.Context, ids []string) ([]*hub.Endpoint, error) {
+	out := make([]*hub.Endpoint, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	at := make(map[string][]int, 1)
+	uniq := make([]string, 0, 1)
+	for i, id := range ids {
+		if _, ok := at[id]; !ok {
+			uniq = append(uniq, id)
+		}
+		at[id] = append(at[id], i)
+	}
+	where, args := db.c.idIn("id", uniq)
+	eps, err := list(ctx, db.hot, `SELECT `+endpointCols+` FROM endpoints WHERE `+where, args, db.c.scanEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("loading endpoints: %w", err)
+	}
+	for _, ep := range eps {
+		for k, i := range at[ep.ID] {
+			if k == 0 {
+				out[i] = ep
+				continue
+			}
+			c := *ep
+			out[i] = &c
+		}
+	}
+	return out, nil
 }

@@ -22,6 +22,8 @@ func TestDispatchStore(t *testing.T) {
 		fn   func(t *testing.T, db *store.DB)
 	}{
 		{"record_attempts", testRecordAttempts},
+		{"no_attempt_on_failed_delivery", testNoAttemptOnFailedDelivery},
+		{"delivery_endpoints", testDeliveryEndpoints},
 		{"defer_delivery", testDeferDelivery},
 		{"endpoint_failing", testEndpointFailing},
 		{"auto_disable", testAutoDisable},
@@ -104,6 +106,68 @@ func testRecordAttempts(t *testing.T, db *store.DB) {
 	}
 	if d := got[ds[3].ID]; d.Status != hub.DeliveryPending || len(d.AttemptLog) != 1 || d.AttemptLog[0].StatusCode != 500 {
 		t.Errorf("conflicting attempt changed the delivery: %+v", d)
+	}
+}
+
+// testNoAttemptOnFailedDelivery: an attempt that ends after its delivery
+// was failed (its endpoint disabled meanwhile) is not recorded; the
+// delivery keeps its state and reason.
+func testNoAttemptOnFailedDelivery(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	ep := createEndpoint(t, db, &hub.Endpoint{Description: "hook", Enabled: true})
+	ds := insertEvent(t, db, &hub.Event{Type: "ping"})
+	ds = append(ds, insertEvent(t, db, &hub.Event{Type: "ping"})...)
+	if _, _, err := db.AutoDisableEndpoint(ctx, ep.ID, "410 Gone", time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	a, b := *ds[0], *ds[1]
+	a.Status, a.Attempts, a.LastError = hub.DeliveryFailed, 1, "endpoint_disabled: the endpoint is disabled"
+	b.Status, b.Attempts = hub.DeliverySucceeded, 1
+	errs := db.RecordAttempts(ctx, []*hub.Delivery{&a}, []*hub.Attempt{{Number: 1, Error: a.LastError}})
+	if hub.ErrorCode(errs[0]) != hub.ECONFLICT {
+		t.Errorf("RecordAttempts on a failed delivery: err = %v, want ECONFLICT", errs[0])
+	}
+	err := db.RecordAttempt(ctx, &b, &hub.Attempt{Number: 1, StatusCode: 204})
+	if hub.ErrorCode(err) != hub.ECONFLICT {
+		t.Errorf("RecordAttempt on a failed delivery: err = %v, want ECONFLICT", err)
+	}
+	for _, d := range ds {
+		got, err := db.GetDelivery(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != hub.DeliveryFailed || got.Attempts != 0 || got.LastError != "endpoint_disabled: 410 Gone" || len(got.AttemptLog) != 0 {
+			t.Errorf("delivery: status %q, %d attempts, last error %q, %d attempt rows; want failed, 0, the disabling reason, none",
+				got.Status, got.Attempts, got.LastError, len(got.AttemptLog))
+		}
+	}
+}
+
+// testDeliveryEndpoints: endpoints by id with their secrets in clear, at
+// the indexes asked, a copy each for an id asked twice, nil for one gone.
+func testDeliveryEndpoints(t *testing.T, db *store.DB) {
+	ctx := t.Context()
+	a := createEndpoint(t, db, &hub.Endpoint{Description: "a", Enabled: true, Secret: "whsec_YWFhYWFhYWFhYWFhYWFhYQ=="})
+	b := createEndpoint(t, db, &hub.Endpoint{Description: "b", Enabled: true})
+	got, err := db.DeliveryEndpoints(ctx, []string{a.ID, "ep_gone", b.ID, a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0] == nil || got[1] != nil || got[2] == nil || got[3] == nil {
+		t.Fatalf("DeliveryEndpoints = %v, want a, nil, b, a", got)
+	}
+	if got[0].ID != a.ID || got[2].ID != b.ID || got[3].ID != a.ID || got[0].URL != a.URL {
+		t.Errorf("DeliveryEndpoints ids %s %s %s, want %s %s %s", got[0].ID, got[2].ID, got[3].ID, a.ID, b.ID, a.ID)
+	}
+	if got[0].Secret != a.Secret || got[3].Secret != a.Secret {
+		t.Errorf("secret %q, want %q in clear", got[0].Secret, a.Secret)
+	}
+	if got[0] == got[3] {
+		t.Error("an id asked twice shares one endpoint value")
+	}
+	none, err := db.DeliveryEndpoints(ctx, nil)
+	if err != nil || len(none) != 0 {
+		t.Errorf("DeliveryEndpoints(nil) = %v, %v", none, err)
 	}
 }
 

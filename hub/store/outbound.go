@@ -181,7 +181,8 @@ func (db *DB) DeliveryTarget(ctx context.Context, deliveryID string) (*hub.Deliv
 // RecordAttempt inserts a and saves d's status, attempts, next attempt
 // time and last error, in one transaction. It fails with ECONFLICT when
 // the stored delivery's attempts differ from a.Number-1 (another worker
-// recorded this attempt already). a's ID, DeliveryID and CreatedAt are
+// recorded this attempt already) or it is no longer pending (failed
+// meanwhile, as when its endpoint was disabled). a's ID, DeliveryID and CreatedAt are
 // filled when empty; d.UpdatedAt is set.
 func (db *DB) RecordAttempt(ctx context.Context, d *hub.Delivery, a *hub.Attempt) error {
 	if a.ID == "" {
@@ -199,13 +200,17 @@ func (db *DB) RecordAttempt(ctx context.Context, d *hub.Delivery, a *hub.Attempt
 	return db.inTx(ctx, func(tx *Tx) error {
 		var programID string
 		var attempts int
-		err := tx.c.get(ctx, `SELECT program_id, attempts FROM deliveries WHERE id = ?`+tx.c.forUpdate(),
-			[]any{d.ID}, &programID, &attempts)
+		var status string
+		err := tx.c.get(ctx, `SELECT program_id, attempts, status FROM deliveries WHERE id = ?`+tx.c.forUpdate(),
+			[]any{d.ID}, &programID, &attempts, &status)
 		if err != nil {
 			return fmt.Errorf("recording attempt %d of delivery %s: %w", a.Number, d.ID, notFound(err))
 		}
 		if attempts != a.Number-1 {
 			return hub.Errorf(hub.ECONFLICT, "attempt %d of delivery %s is already recorded (%d stored)", a.Number, d.ID, attempts)
+		}
+		if status != hub.DeliveryPending {
+			return hub.Errorf(hub.ECONFLICT, "delivery %s is %s: attempt %d is not recorded", d.ID, status, a.Number)
 		}
 		headers, err := jsonText(a.ResponseHeaders)
 		if err != nil {
