@@ -422,7 +422,6 @@ func TestDeliverNew(t *testing.T) {
 		wantNothingQueued(t, q)
 	})
 
-
 	t.Run("off without DirectWithin", func(t *testing.T) {
 		f := newFixture(t, "http://127.0.0.1:1")
 		d := f.directDispatcher(t, &fakeQueue{}, nil, 0, 0)
