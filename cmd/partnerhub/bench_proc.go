@@ -25,7 +25,11 @@ const clockTicks = 100
 // procCPU returns a process's CPU time in clock ticks: its own (utime +
 // stime) plus that of the children it has reaped (cutime + cstime), so a
 // PostgreSQL backend that exits during the run still counts through the
-// postmaster.
+// postmaster. A process that has exited and is not reaped yet (a zombie)
+// does not count: its time is carried by its parent once reaped, and an
+// orphan's (a postmaster stopped just before the run) by no process the
+// bench reads, which would subtract a whole earlier server's CPU from the
+// run's.
 func procCPU(pid int) (int64, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -34,7 +38,7 @@ func procCPU(pid int) (int64, bool) {
 	s := string(b)
 	// Fields after "(comm)": state is field 3, utime 14 … cstime 17.
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 15 {
+	if len(f) < 15 || f[0] == "Z" {
 		return 0, false
 	}
 	var total int64

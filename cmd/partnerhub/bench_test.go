@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,6 +142,38 @@ func TestBenchProviders(t *testing.T) {
 }
 
 // TestLatencyHist checks the histogram's quantiles against exact ones.
+// TestProcCPUSkipsZombies: a process that has exited but is not reaped yet
+// counts for nothing, while a running one counts its time.
+func TestProcCPUSkipsZombies(t *testing.T) {
+	if _, ok := procCPU(os.Getpid()); !ok {
+		t.Fatal("procCPU cannot read this process")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start a child process: %v", err)
+	}
+	defer cmd.Wait()
+	// Not waited for: once it has exited it is a zombie.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0] == "Z" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child never exited")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if v, ok := procCPU(cmd.Process.Pid); ok {
+		t.Errorf("procCPU of a zombie = %d, true; want not counted", v)
+	}
+}
+
 func TestLatencyHist(t *testing.T) {
 	var h latencyHist
 	vals := make([]time.Duration, 100_000)
