@@ -122,8 +122,8 @@ type Config struct {
 	EndpointMaxInFlight int
 	// MaxBatch bounds how many deliveries (or first attempts' endpoints)
 	// one query loads or holds back, and how many attempts one statement
-	// records: attempts that start or
-	// finish together are loaded or recorded together. Zero means 256.
+	// records: attempts that start or finish together are loaded or
+	// recorded together. Zero means 256.
 	MaxBatch int
 	// BatchConcurrency is how many batches of each kind (loads, records,
 	// holds) may run at once. Zero means 2.
@@ -362,22 +362,6 @@ func (d *Dispatcher) Close() {
 	d.client.CloseIdleConnections()
 }
 
-// Deliver performs attempt number attempt (1-based) of a delivery and
-// records it. A task that no longer matches the row (the delivery is no
-// longer pending, or another attempt is due) does nothing. An attempt the
-// endpoint's breaker, concurrency limit or rate limit holds back is not
-// made: the row's next attempt moves to when it may pass and the task is
-// queued again for then, without using an attempt. On failure Deliver
-// schedules the next attempt itself, after the attempt is recorded, and
-// keeps the endpoint's health: its failing-since time, and disabling it
-// when it answers 410 Gone or has failed for Config.DisableAfter. It
-// returns an error only when the attempt could not be recorded (or held
-// back), or the worker stopped before it was made, so that the queue
-// retries the task.
-func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
-	return d.deliver(ctx, deliveryID, attempt)
-}
-
 // DeliverNew makes the first attempts of deliveries just written, in this
 // process and at once, instead of queueing a task for each: it saves the
 // queue's round trips and polling delay. ds are the deliveries as a
@@ -491,9 +475,19 @@ func (d *Dispatcher) deliverNew(f fresh) {
 	}
 }
 
-// deliver is Deliver: it loads the delivery, its event and its endpoint
-// and makes the attempt unless the task is stale.
-func (d *Dispatcher) deliver(ctx context.Context, deliveryID string, attempt int) error {
+// Deliver performs attempt number attempt (1-based) of a delivery and
+// records it. A task that no longer matches the row (the delivery is no
+// longer pending, or another attempt is due) does nothing. An attempt the
+// endpoint's breaker, concurrency limit or rate limit holds back is not
+// made: the row's next attempt moves to when it may pass and the task is
+// queued again for then, without using an attempt. On failure Deliver
+// schedules the next attempt itself, after the attempt is recorded, and
+// keeps the endpoint's health: its failing-since time, and disabling it
+// when it answers 410 Gone or has failed for Config.DisableAfter. It
+// returns an error only when the attempt could not be recorded (or held
+// back), or the worker stopped before it was made, so that the queue
+// retries the task.
+func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
 	t := d.load.Do(ctx, deliveryID)
 	del, evt, ep, err := t.d, t.e, t.ep, t.err
 	if errors.Is(err, hub.ErrNotFound) {

@@ -387,14 +387,7 @@ func (db *DB) DeliveryTargets(ctx context.Context, ids []string) ([]*hub.Deliver
 	if len(ids) == 0 {
 		return ds, es, eps, nil
 	}
-	at := make(map[string][]int, len(ids))
-	uniq := make([]string, 0, len(ids))
-	for i, id := range ids {
-		if _, ok := at[id]; !ok {
-			uniq = append(uniq, id)
-		}
-		at[id] = append(at[id], i)
-	}
+	uniq, at := indexIDs(ids)
 	// Secrets are decrypted once per endpoint, however many of its
 	// deliveries the batch holds.
 	opened := map[string]string{}
@@ -459,14 +452,7 @@ func (db *DB) DeliveryEndpoints(ctx context.Context, ids []string) ([]*hub.Endpo
 	if len(ids) == 0 {
 		return out, nil
 	}
-	at := make(map[string][]int, 1)
-	uniq := make([]string, 0, 1)
-	for i, id := range ids {
-		if _, ok := at[id]; !ok {
-			uniq = append(uniq, id)
-		}
-		at[id] = append(at[id], i)
-	}
+	uniq, at := indexIDs(ids)
 	where, args := db.c.idIn("id", uniq)
 	eps, err := list(ctx, db.hot, `SELECT `+endpointCols+` FROM endpoints WHERE `+where, args, db.c.scanEndpoint)
 	if err != nil {
@@ -483,4 +469,18 @@ func (db *DB) DeliveryEndpoints(ctx context.Context, ids []string) ([]*hub.Endpo
 		}
 	}
 	return out, nil
+}
+
+// indexIDs returns ids without repeats, in first-seen order, and the
+// indexes at which each id appears in ids.
+func indexIDs(ids []string) ([]string, map[string][]int) {
+	at := make(map[string][]int, len(ids))
+	uniq := make([]string, 0, len(ids))
+	for i, id := range ids {
+		if _, ok := at[id]; !ok {
+			uniq = append(uniq, id)
+		}
+		at[id] = append(at[id], i)
+	}
+	return uniq, at
 }
