@@ -36,6 +36,13 @@ const (
 	DefaultReconcileInterval = 5 * time.Minute
 	DefaultRawRetention      = 90 * 24 * time.Hour
 	DefaultQueueName         = "partnerhub"
+	// DefaultQueuePollInterval is for a process that both ingests and
+	// works: it applies the events it stores and makes their first
+	// delivery attempts itself, so the queue carries only retries and
+	// overflow. DefaultWorkerQueuePollInterval is for a worker that does
+	// not ingest: every event reaches it through the queue.
+	DefaultQueuePollInterval       = 200 * time.Millisecond
+	DefaultWorkerQueuePollInterval = 10 * time.Millisecond
 
 	// MinAdminKeyLen and MinSecretKeyLen bound keys set by the operator.
 	MinAdminKeyLen  = 24
@@ -120,6 +127,12 @@ type Config struct {
 	// deployments can share one Redis (PARTNERHUB_QUEUE). Zero means
 	// "partnerhub".
 	QueueName string
+	// QueuePollInterval is how often an idle worker asks Redis for tasks
+	// (PARTNERHUB_QUEUE_POLL_INTERVAL, a Go duration from 1ms to 10s):
+	// the delay a queued task can wait while the worker is idle. Zero
+	// means 200ms for a process that also ingests, 10ms for a worker
+	// that does not.
+	QueuePollInterval time.Duration
 	// Roles are the parts this process runs, a subset of api, ingest and
 	// worker (PARTNERHUB_ROLES, comma-separated). Zero means all three.
 	Roles []string
@@ -177,6 +190,7 @@ var settings = []setting{
 	{env: "PARTNERHUB_RAW_RETENTION", key: "raw_retention", parse: parseRawRetention},
 	{env: "PARTNERHUB_RETRY_SCHEDULE", key: "retry_schedule", list: true, parse: parseRetrySchedule},
 	{env: "PARTNERHUB_QUEUE", key: "queue", parse: func(c *Config, v string) error { c.QueueName = v; return nil }},
+	{env: "PARTNERHUB_QUEUE_POLL_INTERVAL", key: "queue_poll_interval", parse: parseQueuePoll},
 	{env: "PARTNERHUB_ROLES", key: "roles", list: true, parse: parseRoles},
 }
 
@@ -427,6 +441,12 @@ func (c *Config) setDefaults() {
 	if len(c.Roles) == 0 {
 		c.Roles = slices.Clone(AllRoles)
 	}
+	if c.QueuePollInterval == 0 {
+		c.QueuePollInterval = DefaultQueuePollInterval
+		if !c.HasRole(RoleIngest) {
+			c.QueuePollInterval = DefaultWorkerQueuePollInterval
+		}
+	}
 }
 
 type problemList []string
@@ -520,6 +540,15 @@ func parseSweep(c *Config, v string) error {
 		return fmt.Errorf("must be a Go duration of at least 100ms such as 30s: %q", v)
 	}
 	c.SweepInterval = d
+	return nil
+}
+
+func parseQueuePoll(c *Config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Millisecond || d > 10*time.Second {
+		return fmt.Errorf("must be a Go duration from 1ms to 10s such as 200ms: %q", v)
+	}
+	c.QueuePollInterval = d
 	return nil
 }
 

@@ -40,6 +40,7 @@ func defaults() Config {
 		ReconcileInterval: 5 * time.Minute,
 		RawRetention:      90 * 24 * time.Hour,
 		QueueName:         "partnerhub",
+		QueuePollInterval: 200 * time.Millisecond,
 		Roles:             []string{"api", "ingest", "worker"},
 	}
 }
@@ -92,6 +93,7 @@ func TestLoad(t *testing.T) {
 				"PARTNERHUB_RECONCILE_INTERVAL":  "1m",
 				"PARTNERHUB_RAW_RETENTION":       "30d",
 				"PARTNERHUB_QUEUE":               "shop-a",
+				"PARTNERHUB_QUEUE_POLL_INTERVAL": "50ms",
 				"PARTNERHUB_ROLES":               "worker, api",
 			},
 			want: func(c *Config) {
@@ -115,6 +117,7 @@ func TestLoad(t *testing.T) {
 					ReconcileInterval: time.Minute,
 					RawRetention:      30 * 24 * time.Hour,
 					QueueName:         "shop-a",
+					QueuePollInterval: 50 * time.Millisecond,
 					Roles:             []string{"api", "worker"},
 				}
 			},
@@ -179,6 +182,16 @@ log_level:
 			want: func(c *Config) {},
 		},
 		{
+			// Every event reaches a worker that does not ingest through
+			// the queue: it asks for tasks often.
+			name: "a worker that does not ingest polls the queue every 10ms",
+			env:  map[string]string{"PARTNERHUB_ROLES": "api,worker"},
+			want: func(c *Config) {
+				c.Roles = []string{"api", "worker"}
+				c.QueuePollInterval = 10 * time.Millisecond
+			},
+		},
+		{
 			name: "raw retention as a Go duration",
 			env:  map[string]string{"PARTNERHUB_RAW_RETENTION": "36h"},
 			want: func(c *Config) { c.RawRetention = 36 * time.Hour },
@@ -231,6 +244,7 @@ func TestLoadInvalid(t *testing.T) {
 				"PARTNERHUB_SHUTDOWN_TIMEOUT":    "15",
 				"PARTNERHUB_LOG_LEVEL":           "verbose",
 				"PARTNERHUB_ROLES":               "api,scheduler",
+				"PARTNERHUB_QUEUE_POLL_INTERVAL": "1m",
 			},
 			want: []string{
 				`PARTNERHUB_ADDR: must be host:port`,
@@ -242,6 +256,7 @@ func TestLoadInvalid(t *testing.T) {
 				`PARTNERHUB_MAX_BODY_BYTES: must be a positive number of bytes: "1MB"`,
 				`PARTNERHUB_SHUTDOWN_TIMEOUT: must be a positive Go duration`,
 				`PARTNERHUB_LOG_LEVEL: must be one of debug, info, warn, error: "verbose"`,
+				`PARTNERHUB_QUEUE_POLL_INTERVAL: must be a Go duration from 1ms to 10s such as 200ms: "1m"`,
 				`PARTNERHUB_ROLES: unknown role "scheduler"`,
 			},
 			hidden: []string{"short-admin", "short-secret", "hunter2", "hunter3"},

@@ -91,7 +91,7 @@ func (a *App) open(ctx context.Context) error {
 	} else {
 		a.log.Info("database: PostgreSQL")
 	}
-	a.Queue, err = queue.Open(queue.Config{RedisURL: cfg.RedisURL, Logger: a.log, Name: cmp.Or(a.opts.QueueName, cfg.QueueName), SweepEvery: cfg.SweepInterval, ReconcileEvery: cfg.ReconcileInterval})
+	a.Queue, err = queue.Open(queue.Config{RedisURL: cfg.RedisURL, Logger: a.log, Name: cmp.Or(a.opts.QueueName, cfg.QueueName), SweepEvery: cfg.SweepInterval, ReconcileEvery: cfg.ReconcileInterval, PollInterval: cfg.QueuePollInterval})
 	if err != nil {
 		return fmt.Errorf("opening queue: %w", err)
 	}
