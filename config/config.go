@@ -37,12 +37,18 @@ const (
 	DefaultRawRetention      = 90 * 24 * time.Hour
 	DefaultQueueName         = "partnerhub"
 	// DefaultQueuePollInterval is for a process that both ingests and
-	// works: it applies the events it stores and makes their first
-	// delivery attempts itself, so the queue carries only retries and
-	// overflow. DefaultWorkerQueuePollInterval is for a worker that does
-	// not ingest: every event reaches it through the queue.
+	// works with a sweep interval of at least twice the default endpoint
+	// timeout (10s): it applies the events it stores and makes their
+	// first delivery attempts itself, so the queue carries only retries
+	// and overflow. DefaultWorkerQueuePollInterval is for any other
+	// worker: a worker that does not ingest gets every event through the
+	// queue, and with a shorter sweep interval first attempts are queued.
 	DefaultQueuePollInterval       = 200 * time.Millisecond
 	DefaultWorkerQueuePollInterval = 10 * time.Millisecond
+	// defaultEndpointTimeout is outbound's default request timeout: a
+	// first attempt is made in process when it fits in half the sweep
+	// interval.
+	defaultEndpointTimeout = 10 * time.Second
 
 	// MinAdminKeyLen and MinSecretKeyLen bound keys set by the operator.
 	MinAdminKeyLen  = 24
@@ -128,10 +134,13 @@ type Config struct {
 	// "partnerhub".
 	QueueName string
 	// QueuePollInterval is how often an idle worker asks Redis for tasks
-	// (PARTNERHUB_QUEUE_POLL_INTERVAL, a Go duration from 1ms to 10s):
-	// the delay a queued task can wait while the worker is idle. Zero
-	// means 200ms for a process that also ingests, 10ms for a worker
-	// that does not.
+	// (PARTNERHUB_QUEUE_POLL_INTERVAL, a Go duration from 1ms to 10s): an
+	// idle worker sleeps 0.5 to 1.5 times it between two asks, and due
+	// scheduled tasks are moved to the queue at least every 50ms or every
+	// QueuePollInterval, whichever is longer. Zero means
+	// DefaultQueuePollInterval for a process that ingests and works with
+	// a sweep interval of 20s or more, DefaultWorkerQueuePollInterval
+	// otherwise.
 	QueuePollInterval time.Duration
 	// Roles are the parts this process runs, a subset of api, ingest and
 	// worker (PARTNERHUB_ROLES, comma-separated). Zero means all three.
@@ -442,9 +451,9 @@ func (c *Config) setDefaults() {
 		c.Roles = slices.Clone(AllRoles)
 	}
 	if c.QueuePollInterval == 0 {
-		c.QueuePollInterval = DefaultQueuePollInterval
-		if !c.HasRole(RoleIngest) {
-			c.QueuePollInterval = DefaultWorkerQueuePollInterval
+		c.QueuePollInterval = DefaultWorkerQueuePollInterval
+		if c.HasRole(RoleIngest) && c.HasRole(RoleWorker) && c.SweepInterval >= 2*defaultEndpointTimeout {
+			c.QueuePollInterval = DefaultQueuePollInterval
 		}
 	}
 }

@@ -145,6 +145,7 @@ log_level:
 					netip.MustParsePrefix("192.168.0.0/16"),
 				}
 				c.Roles = []string{"ingest"}
+				c.QueuePollInterval = 10 * time.Millisecond
 				c.ShutdownTimeout = 5 * time.Second
 				c.MaxBodyBytes = 2048
 				c.DatabaseURL = "postgresql:///hub?host=/run/postgresql"
@@ -159,6 +160,7 @@ log_level:
 					netip.MustParsePrefix("10.0.0.0/8"),
 				}
 				c.Roles = []string{"api", "ingest"}
+				c.QueuePollInterval = 10 * time.Millisecond
 			},
 		},
 		{
@@ -190,6 +192,21 @@ log_level:
 				c.Roles = []string{"api", "worker"}
 				c.QueuePollInterval = 10 * time.Millisecond
 			},
+		},
+		{
+			// Half of a 10s sweep interval is shorter than the default
+			// endpoint timeout: first attempts are queued.
+			name: "a short sweep interval polls the queue every 10ms",
+			env:  map[string]string{"PARTNERHUB_SWEEP_INTERVAL": "10s"},
+			want: func(c *Config) {
+				c.SweepInterval = 10 * time.Second
+				c.QueuePollInterval = 10 * time.Millisecond
+			},
+		},
+		{
+			name: "a sweep interval of 20s polls the queue every 200ms",
+			env:  map[string]string{"PARTNERHUB_SWEEP_INTERVAL": "20s"},
+			want: func(c *Config) { c.SweepInterval = 20 * time.Second },
 		},
 		{
 			name: "raw retention as a Go duration",
