@@ -33,17 +33,32 @@ type Batcher[T, R any] struct {
 	Timeout time.Duration
 	// Linger, when set, is how long a batch waits for more calls before
 	// it starts, when the previous batch ended less than ten times Linger
-	// ago (calls keep coming) and fewer than Max are waiting: under a
-	// steady moderate load, batches of several calls instead of one each,
-	// for at most Linger of latency. One batch lingers at a time, calls
-	// that arrive meanwhile join it, and it starts at once when Max calls
-	// wait. A lone call after a quiet spell never waits.
+	// ago (calls keep coming; see Pace for another test) and fewer than
+	// Max are waiting: under a steady moderate load, batches of several
+	// calls instead of one each, for at most Linger of latency. One batch
+	// lingers at a time, calls that arrive meanwhile join it, and it
+	// starts at once when Max calls wait. A lone call after a quiet spell
+	// never waits.
 	Linger time.Duration
+	// Pace, when set, replaces Linger's test of a steady load by the pace
+	// of the calls: a batch lingers only while calls come at least one
+	// per Pace, on average, the last one since the one before, and none
+	// is overdue (the last came less than Pace ago). Calls
+	// that come slower than that never wait, so a Linger of several
+	// calls' gaps can gather a batch at a moderate load without delaying
+	// calls at a light one. For calls that come in bursts (the first of a
+	// burst comes long after the call before it), leave Pace unset.
+	Pace time.Duration
 
 	mu      sync.Mutex
 	running int
 	pending []*batchCall[T, R]
 	last    time.Time // when the last batch that ran items ended
+	// lastCall is when the last call came, lastGap the time since the
+	// one before it, gap the moving average of the time between calls
+	// (with Pace; each gap counted as at most gapCap Paces).
+	lastCall     time.Time
+	lastGap, gap time.Duration
 	// full, while a batch lingers, is closed when Max calls wait.
 	full chan struct{}
 }
@@ -68,6 +83,9 @@ type batchResult[R any] struct {
 func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 	c := &batchCall[T, R]{item: item, done: make(chan batchResult[R], 2)}
 	b.mu.Lock()
+	if b.Pace > 0 {
+		b.arrived(time.Now())
+	}
 	b.pending = append(b.pending, c)
 	// While a batch lingers, calls join it instead of starting another.
 	lead := b.running < max(b.Runners, 1) && b.full == nil
@@ -94,6 +112,34 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 		}
 		lead = true
 	}
+}
+
+// gapCap bounds a gap between calls in their moving average, in Paces: a
+// steady load after a quiet spell brings the average down within a few
+// dozen calls.
+const gapCap = 10
+
+// arrived counts a call that came at now in the pace of the calls; mu is
+// held.
+func (b *Batcher[T, R]) arrived(now time.Time) {
+	g := gapCap * b.Pace
+	if b.lastCall.IsZero() {
+		b.gap = g
+	} else {
+		g = min(now.Sub(b.lastCall), g)
+	}
+	b.lastCall, b.lastGap = now, g
+	b.gap += (g - b.gap) / 8
+}
+
+// steady reports whether calls keep coming, for a batch to linger: with
+// Pace, at least one per Pace; without, a batch ended less than ten
+// Lingers ago. mu is held.
+func (b *Batcher[T, R]) steady() bool {
+	if b.Pace > 0 {
+		return b.gap <= b.Pace && b.lastGap <= b.Pace && time.Since(b.lastCall) <= b.Pace
+	}
+	return time.Since(b.last) < 10*b.Linger
 }
 
 // run runs items as a batch (and one by one when Split says so). A panic
@@ -125,7 +171,7 @@ func (b *Batcher[T, R]) runBatch(ctx context.Context) {
 	if b.Linger > 0 {
 		b.mu.Lock()
 		var full chan struct{}
-		if b.full == nil && len(b.pending) > 0 && len(b.pending) < max(b.Max, 1) && time.Since(b.last) < 10*b.Linger {
+		if b.full == nil && len(b.pending) > 0 && len(b.pending) < max(b.Max, 1) && b.steady() {
 			full = make(chan struct{})
 			b.full = full
 		}

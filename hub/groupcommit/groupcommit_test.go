@@ -181,57 +181,90 @@ func TestBatcherSurvivesPanic(t *testing.T) {
 	}
 }
 
-// TestBatcherLinger: a call after a quiet spell runs at once; calls that
-// keep coming wait up to Linger and go together (one batch lingers, even
-// with two runners), and a batch that has Max calls starts at once.
-func TestBatcherLinger(t *testing.T) {
-	const linger = 100 * time.Millisecond
-	var mu sync.Mutex
-	var sizes []int
-	b := &Batcher[int, int]{
-		Max: 100, Runners: 2, Linger: linger,
+// sizeBatcher is a Batcher of calls that records the size of each batch.
+type sizeBatcher struct {
+	*Batcher[int, int]
+	sizesMu sync.Mutex
+	sizes   []int
+	// slow, when set, is how long the next batch takes.
+	slow time.Duration
+}
+
+func newSizeBatcher(linger, pace time.Duration) *sizeBatcher {
+	sb := &sizeBatcher{}
+	sb.Batcher = &Batcher[int, int]{
+		Max: 100, Runners: 2, Linger: linger, Pace: pace,
 		Run: func(_ context.Context, xs []int) []int {
-			mu.Lock()
-			sizes = append(sizes, len(xs))
-			mu.Unlock()
+			sb.sizesMu.Lock()
+			sb.sizes = append(sb.sizes, len(xs))
+			slow := sb.slow
+			sb.slow = 0
+			sb.sizesMu.Unlock()
+			time.Sleep(slow)
 			return xs
 		},
 	}
-	lone := func(what string) {
-		start := time.Now()
-		b.Do(context.Background(), 0)
-		if d := time.Since(start); d >= linger {
-			t.Errorf("%s: a lone call took %v: it waited for company", what, d)
-		}
-	}
-	lone("first call")
+	return sb
+}
 
-	// Right after a batch, five calls 5 ms apart: the first waits for the
-	// others.
+// lastSize returns the size of the last batch.
+func (sb *sizeBatcher) lastSize() int {
+	sb.sizesMu.Lock()
+	defer sb.sizesMu.Unlock()
+	return sb.sizes[len(sb.sizes)-1]
+}
+
+// alone makes a call and fails t if it waited for company.
+func (sb *sizeBatcher) alone(t *testing.T, what string) {
+	t.Helper()
+	start := time.Now()
+	sb.Do(context.Background(), 0)
+	if d := time.Since(start); d >= sb.Linger {
+		t.Errorf("%s took %v: it waited for company", what, d)
+	}
+}
+
+// fiveTogether makes a quick run of calls (with Max 1 they run at once),
+// then five calls 5 ms apart, and fails t unless the five went together.
+func (sb *sizeBatcher) fiveTogether(t *testing.T) {
+	t.Helper()
+	sb.Max = 1
+	for range 40 {
+		sb.Do(context.Background(), 0)
+	}
+	sb.Max = 100
 	var wg sync.WaitGroup
 	for i := range 5 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b.Do(context.Background(), i)
+			sb.Do(context.Background(), i)
 		}()
 		time.Sleep(5 * time.Millisecond)
 	}
 	wg.Wait()
-	mu.Lock()
-	if len(sizes) != 2 || sizes[1] != 5 {
-		t.Errorf("batch sizes %v, want [1 5]", sizes)
+	if got := sb.lastSize(); got != 5 {
+		t.Errorf("calls 5 ms apart: last batch of %d calls, want 5", got)
 	}
-	mu.Unlock()
+}
 
+// TestBatcherLinger: a call after a quiet spell runs at once; calls that
+// keep coming wait up to Linger and go together (one batch lingers, even
+// with two runners), and a batch that has Max calls starts at once.
+func TestBatcherLinger(t *testing.T) {
+	const linger = 100 * time.Millisecond
+	b := newSizeBatcher(linger, 0)
+	b.alone(t, "the first call")
+	b.fiveTogether(t)
 	time.Sleep(11 * linger)
-	lone("call after a quiet spell")
+	b.alone(t, "a call after a quiet spell")
 
 	// Max calls end the wait: three calls with Max 3 and a long Linger.
 	b.Max = 3
 	b.Do(context.Background(), 0) // a recent batch: the next one lingers
 	b.Linger = time.Minute
 	start := time.Now()
+	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Add(1)
 		go func() {
@@ -243,9 +276,53 @@ func TestBatcherLinger(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("a full batch waited %v", d)
 	}
-	mu.Lock()
-	if got := sizes[len(sizes)-1]; got != 3 {
-		t.Errorf("last batch of %d calls, want 3 (sizes %v)", got, sizes)
+	if got := b.lastSize(); got != 3 {
+		t.Errorf("last batch of %d calls, want 3", got)
 	}
-	mu.Unlock()
+}
+
+// TestBatcherPace: with Pace, a batch lingers while calls come at least
+// one per Pace, and calls that come slower never wait, however recently a
+// batch ended.
+func TestBatcherPace(t *testing.T) {
+	const linger, pace = 100 * time.Millisecond, 20 * time.Millisecond
+	b := newSizeBatcher(linger, pace)
+	b.alone(t, "the first call")
+	b.fiveTogether(t)
+
+	// Calls 30 ms apart, right after that batch: slower than Pace, none
+	// waits (without Pace, each would wait for company).
+	for i := range 8 {
+		time.Sleep(30 * time.Millisecond)
+		b.alone(t, fmt.Sprintf("call %d, 30 ms after the one before,", i))
+	}
+	// Pairs of calls 2 ms apart, 60 ms between pairs: one per 30 ms on
+	// average, so the second of a pair does not wait either.
+	for i := range 6 {
+		time.Sleep(58 * time.Millisecond)
+		b.alone(t, fmt.Sprintf("the first call of pair %d", i))
+		time.Sleep(2 * time.Millisecond)
+		b.alone(t, fmt.Sprintf("the second call of pair %d", i))
+	}
+
+	// A call that waits for the one runner behind a 60 ms batch, with no
+	// call after it: when its turn comes, calls are overdue, and it runs
+	// at once instead of lingering.
+	b.fiveTogether(t)
+	b.Runners = 1
+	b.sizesMu.Lock()
+	b.slow = 60 * time.Millisecond
+	b.sizesMu.Unlock()
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		b.Do(context.Background(), 0)
+	}()
+	time.Sleep(2 * time.Millisecond)
+	start := time.Now()
+	b.Do(context.Background(), 1)
+	if d := time.Since(start); d >= linger {
+		t.Errorf("a call that had the turn after a batch took %v: it waited for company", d)
+	}
+	<-first
 }
