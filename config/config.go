@@ -36,19 +36,13 @@ const (
 	DefaultReconcileInterval = 5 * time.Minute
 	DefaultRawRetention      = 90 * 24 * time.Hour
 	DefaultQueueName         = "partnerhub"
-	// DefaultQueuePollInterval is for a process that both ingests and
-	// works with a sweep interval of at least twice the default endpoint
-	// timeout (10s): it applies the events it stores and makes their
-	// first delivery attempts itself, so the queue carries only retries
-	// and overflow. DefaultWorkerQueuePollInterval is for any other
-	// worker: a worker that does not ingest gets every event through the
-	// queue, and with a shorter sweep interval first attempts are queued.
-	DefaultQueuePollInterval       = 200 * time.Millisecond
-	DefaultWorkerQueuePollInterval = 10 * time.Millisecond
-	// defaultEndpointTimeout is outbound's default request timeout: a
-	// first attempt is made in process when it fits in half the sweep
-	// interval.
-	defaultEndpointTimeout = 10 * time.Second
+	// DefaultQueuePollInterval is how often an idle worker asks Redis for
+	// tasks. A process that ingests and works makes its events' first
+	// delivery attempts itself, so a longer interval would save idle CPU
+	// on a light load; under a heavy load the queued overflow waits for
+	// it, and over a million sales at 1,500/s every interval of 50ms or
+	// more gave a longer latency tail.
+	DefaultQueuePollInterval = 10 * time.Millisecond
 
 	// MinAdminKeyLen and MinSecretKeyLen bound keys set by the operator.
 	MinAdminKeyLen  = 24
@@ -138,9 +132,7 @@ type Config struct {
 	// idle worker sleeps 0.5 to 1.5 times it between two asks, and due
 	// scheduled tasks are moved to the queue at least every 50ms or every
 	// QueuePollInterval, whichever is longer. Zero means
-	// DefaultQueuePollInterval for a process that ingests and works with
-	// a sweep interval of 20s or more, DefaultWorkerQueuePollInterval
-	// otherwise.
+	// DefaultQueuePollInterval.
 	QueuePollInterval time.Duration
 	// Roles are the parts this process runs, a subset of api, ingest and
 	// worker (PARTNERHUB_ROLES, comma-separated). Zero means all three.
@@ -451,10 +443,7 @@ func (c *Config) setDefaults() {
 		c.Roles = slices.Clone(AllRoles)
 	}
 	if c.QueuePollInterval == 0 {
-		c.QueuePollInterval = DefaultWorkerQueuePollInterval
-		if c.HasRole(RoleIngest) && c.HasRole(RoleWorker) && c.SweepInterval >= 2*defaultEndpointTimeout {
-			c.QueuePollInterval = DefaultQueuePollInterval
-		}
+		c.QueuePollInterval = DefaultQueuePollInterval
 	}
 }
 

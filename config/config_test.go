@@ -40,7 +40,7 @@ func defaults() Config {
 		ReconcileInterval: 5 * time.Minute,
 		RawRetention:      90 * 24 * time.Hour,
 		QueueName:         "partnerhub",
-		QueuePollInterval: 200 * time.Millisecond,
+		QueuePollInterval: 10 * time.Millisecond,
 		Roles:             []string{"api", "ingest", "worker"},
 	}
 }
@@ -145,7 +145,6 @@ log_level:
 					netip.MustParsePrefix("192.168.0.0/16"),
 				}
 				c.Roles = []string{"ingest"}
-				c.QueuePollInterval = 10 * time.Millisecond
 				c.ShutdownTimeout = 5 * time.Second
 				c.MaxBodyBytes = 2048
 				c.DatabaseURL = "postgresql:///hub?host=/run/postgresql"
@@ -160,7 +159,6 @@ log_level:
 					netip.MustParsePrefix("10.0.0.0/8"),
 				}
 				c.Roles = []string{"api", "ingest"}
-				c.QueuePollInterval = 10 * time.Millisecond
 			},
 		},
 		{
@@ -182,31 +180,6 @@ log_level:
 			name: "empty file",
 			file: "# nothing here\n",
 			want: func(c *Config) {},
-		},
-		{
-			// Every event reaches a worker that does not ingest through
-			// the queue: it asks for tasks often.
-			name: "a worker that does not ingest polls the queue every 10ms",
-			env:  map[string]string{"PARTNERHUB_ROLES": "api,worker"},
-			want: func(c *Config) {
-				c.Roles = []string{"api", "worker"}
-				c.QueuePollInterval = 10 * time.Millisecond
-			},
-		},
-		{
-			// Half of a 10s sweep interval is shorter than the default
-			// endpoint timeout: first attempts are queued.
-			name: "a short sweep interval polls the queue every 10ms",
-			env:  map[string]string{"PARTNERHUB_SWEEP_INTERVAL": "10s"},
-			want: func(c *Config) {
-				c.SweepInterval = 10 * time.Second
-				c.QueuePollInterval = 10 * time.Millisecond
-			},
-		},
-		{
-			name: "a sweep interval of 20s polls the queue every 200ms",
-			env:  map[string]string{"PARTNERHUB_SWEEP_INTERVAL": "20s"},
-			want: func(c *Config) { c.SweepInterval = 20 * time.Second },
 		},
 		{
 			name: "raw retention as a Go duration",
