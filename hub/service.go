@@ -153,7 +153,7 @@ func (s *Service) ProcessBatch(ctx context.Context, ids []string) error {
 // Processing coalesces up to maxCoalesced calls of ProcessBatch in one
 // transaction, with up to applyRunners transactions at once; while calls
 // come at least one per applyPace, a transaction waits up to applyLinger
-// for more (groupcommit.Batcher.Linger and Pace). Slower calls never
+// for more (groupcommit.Batcher.Linger and Pace). Slower calls rarely
 // wait: at 10 and 100 sales/s offered a sale's latency is as without
 // lingering, and at 500/s transactions hold about three sales instead of
 // under two. (A worker that does not ingest gets its calls from queue

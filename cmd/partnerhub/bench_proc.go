@@ -31,14 +31,8 @@ const clockTicks = 100
 // bench reads, which would subtract a whole earlier server's CPU from the
 // run's.
 func procCPU(pid int) (int64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	s := string(b)
-	// Fields after "(comm)": state is field 3, utime 14 … cstime 17.
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 15 || f[0] == "Z" {
+	f, ok := procStat(pid)
+	if !ok || len(f) < 15 || f[0] == "Z" {
 		return 0, false
 	}
 	var total int64
@@ -50,6 +44,17 @@ func procCPU(pid int) (int64, bool) {
 		total += v
 	}
 	return total, true
+}
+
+// procStat returns the fields of /proc/<pid>/stat after "(comm)": f[0] is
+// the state (field 3), f[11:15] utime … cstime (fields 14-17).
+func procStat(pid int) ([]string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, false
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:]), true
 }
 
 // procsByComm lists the processes whose command name is one of names.

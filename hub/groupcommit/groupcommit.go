@@ -43,11 +43,11 @@ type Batcher[T, R any] struct {
 	// Pace, when set, replaces Linger's test of a steady load by the pace
 	// of the calls: a batch lingers only while calls come at least one
 	// per Pace, on average, the last one since the one before, and none
-	// is overdue (the last came less than Pace ago). Calls
-	// that come slower than that never wait, so a Linger of several
-	// calls' gaps can gather a batch at a moderate load without delaying
-	// calls at a light one. For calls that come in bursts (the first of a
-	// burst comes long after the call before it), leave Pace unset.
+	// is overdue (the last came less than Pace ago). Calls that come
+	// slower than that never wait, so a Linger of several calls' gaps can
+	// gather a batch at a moderate load without delaying calls at a light
+	// one. For calls that come in bursts (the first of a burst comes long
+	// after the call before it), leave Pace unset.
 	Pace time.Duration
 
 	mu      sync.Mutex
