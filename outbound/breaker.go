@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,17 @@ import (
 // when it may pass, without recording or using an attempt, and its task is
 // queued again for then. Holding back never waits inside the worker, so a
 // dead or slow endpoint never delays deliveries to other endpoints.
+//
+// One exception keeps bursts to a fast endpoint off the database: a first
+// attempt made at once (Dispatcher.DeliverNew) that finds its endpoint at
+// its concurrency limit waits in the endpoint's line for a slot, at most
+// maxSlotWait, when the endpoint frees slots fast enough (at its pace, the
+// last in line gets one within the wait), nothing held back is due to come
+// back (it would be overtaken), and the line is shorter than the limit
+// and than a quarter of the dispatcher's request slots. A slot that frees
+// goes to the oldest waiter; one that waits in vain is held back as
+// above. A slow endpoint never gets a line, and one endpoint's line ties
+// up at most a quarter of the direct slots, for at most maxSlotWait.
 //
 // All of this state is per process and in memory: breakers and rate
 // limits start afresh when a worker restarts, and with several worker
@@ -55,6 +67,9 @@ const (
 	// ±10 % jitter.
 	minBusyHold = 10 * time.Millisecond
 	maxBusyHold = 30 * time.Second
+	// maxSlotWait bounds how long a first attempt made at once waits for
+	// its busy endpoint to free a slot (see awaitSlot).
+	maxSlotWait = 50 * time.Millisecond
 	// minHold is the shortest hold.
 	minHold = 100 * time.Millisecond
 	// maxPrepaid bounds the rate-limit reservations remembered per
@@ -81,6 +96,10 @@ type endpointState struct {
 	// linePace.
 	busyUntil time.Time
 	linePace  time.Duration
+
+	// line holds the first attempts waiting for a slot (see awaitSlot),
+	// oldest first; a slot that frees passes to the first (release).
+	line []chan struct{}
 
 	// pace is the moving average of the endpoint's attempt durations
 	// (nanoseconds; 0 until one is timed): how long an attempt keeps a
@@ -159,6 +178,7 @@ func (d *Dispatcher) BreakerStates() map[string]int {
 type grant struct {
 	d        *Dispatcher
 	es       *endpointState
+	limit    int64 // the endpoint's concurrency limit
 	breaker  func(success bool)
 	released bool
 }
@@ -177,8 +197,83 @@ func (g *grant) done(res result) {
 	if res.latency > 0 && res.canceled == nil {
 		g.es.timed(res.latency)
 	}
-	g.es.inFlight.Add(-1)
+	// The request slot first: the endpoint's slot may pass to a first
+	// attempt that takes a request slot without waiting.
 	<-g.d.sem
+	g.es.release(g.limit)
+}
+
+// take takes a concurrency slot of the endpoint if fewer than limit are
+// taken: the count never goes over the limit, even for a moment.
+func (es *endpointState) take(limit int64) bool {
+	for {
+		n := es.inFlight.Load()
+		if n >= limit {
+			return false
+		}
+		if es.inFlight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release frees a concurrency slot of the endpoint: it passes to the
+// oldest first attempt waiting for one, if any and the endpoint is not
+// over limit (lowered since the slot was taken).
+func (es *endpointState) release(limit int64) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if len(es.line) > 0 && es.inFlight.Load() <= limit {
+		close(es.line[0])
+		es.line[0] = nil
+		es.line = es.line[1:]
+		return
+	}
+	es.inFlight.Add(-1)
+}
+
+// awaitSlot takes a concurrency slot of an endpoint at its limit, waiting
+// in its line at most wait (and no longer than ctx lasts) when the
+// endpoint frees slots fast enough: at its pace (untimedPace until an
+// attempt is timed), the slot of the last one in line should come within
+// wait. It does not wait when a delivery held back is due to come back
+// after now (it would overtake it), or when maxLine (or limit) wait already.
+// It reports whether it took a slot; one that did not is held back by the
+// caller. Every slot taken is freed with release.
+func (es *endpointState) awaitSlot(ctx context.Context, limit, maxLine int64, wait time.Duration, now time.Time) bool {
+	pace := time.Duration(es.pace.Load())
+	if pace <= 0 {
+		pace = untimedPace
+	}
+	es.mu.Lock()
+	if es.take(limit) {
+		es.mu.Unlock()
+		return true
+	}
+	n := int64(len(es.line))
+	if n >= min(limit, maxLine) || es.busyUntil.After(now) || pace*time.Duration(n+1)/time.Duration(limit) > wait {
+		es.mu.Unlock()
+		return false
+	}
+	turn := make(chan struct{})
+	es.line = append(es.line, turn)
+	es.mu.Unlock()
+
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-turn:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if i := slices.Index(es.line, turn); i >= 0 {
+		es.line = slices.Delete(es.line, i, i+1)
+		return false
+	}
+	return true // the slot came as the wait ended
 }
 
 // hold says why and for how long a delivery is held back.
@@ -188,10 +283,11 @@ type hold struct {
 }
 
 // admit lets an attempt of del to ep through, or says how long to hold it
-// back. It waits only for the dispatcher-wide concurrency limit (shared
-// fairly by all endpoints, each capped by its own limit first), and only
-// if wait: otherwise a full dispatcher is errHandOver.
-func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time, wait bool) (*grant, hold, error) {
+// back. It waits for the dispatcher-wide concurrency limit (shared fairly
+// by all endpoints, each capped by its own limit first) only if wait:
+// otherwise a full dispatcher is errHandOver; and for a slot of a busy
+// endpoint at most slotWait (see awaitSlot).
+func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time, wait bool, slotWait time.Duration) (*grant, hold, error) {
 	if es.cb.State() == gobreaker.StateOpen {
 		return nil, d.breakerHold(es, ep, gobreaker.ErrOpenState, now), nil
 	}
@@ -199,27 +295,28 @@ func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpo
 	if limit <= 0 {
 		limit = int64(d.endpointMaxInFlight)
 	}
-	if es.inFlight.Add(1) > limit {
-		es.inFlight.Add(-1)
-		return nil, d.busyHold(es, limit, now), nil
+	if !es.take(limit) {
+		if slotWait <= 0 || !es.awaitSlot(ctx, limit, max(int64(cap(d.sem))/4, 1), slotWait, now) {
+			return nil, d.busyHold(es, limit, d.now()), nil
+		}
 	}
 	if wait := es.reserve(ep.RateLimit, key); wait > 0 {
-		es.inFlight.Add(-1)
+		es.release(limit)
 		return nil, hold{wait: wait, reason: "rate_limited"}, nil
 	}
 	if err := d.acquire(ctx, wait); err != nil {
-		es.inFlight.Add(-1)
+		es.release(limit)
 		es.prepay(key, time.Now())
 		return nil, hold{}, err
 	}
 	done, err := es.cb.Allow()
 	if err != nil {
 		<-d.sem
-		es.inFlight.Add(-1)
+		es.release(limit)
 		es.prepay(key, time.Now())
 		return nil, d.breakerHold(es, ep, err, now), nil
 	}
-	return &grant{d: d, es: es, breaker: done}, hold{}, nil
+	return &grant{d: d, es: es, limit: limit, breaker: done}, hold{}, nil
 }
 
 // acquire takes a request slot, waiting for one if wait.

@@ -483,3 +483,244 @@ func wantNothingQueued(t *testing.T, q *fakeQueue) {
 		t.Errorf("queued %v, want nothing", calls)
 	}
 }
+
+// busyEndpoint is a receiver that answers at once, or holds each request
+// until released while blocking is set, and keeps the most requests it
+// had under way at once.
+type busyEndpoint struct {
+	blocking          atomic.Bool
+	arrived, release  chan struct{}
+	underWay, maxSeen atomic.Int32
+}
+
+func newBusyEndpoint() *busyEndpoint {
+	return &busyEndpoint{arrived: make(chan struct{}, 100), release: make(chan struct{})}
+}
+
+func (b *busyEndpoint) handle(w http.ResponseWriter, r *http.Request) {
+	n := b.underWay.Add(1)
+	defer b.underWay.Add(-1)
+	for {
+		m := b.maxSeen.Load()
+		if n <= m || b.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	if b.blocking.Load() {
+		b.arrived <- struct{}{}
+		select {
+		case <-b.release:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// withinLimit fails t if b had more than limit requests under way at once.
+func (b *busyEndpoint) withinLimit(t *testing.T, limit int32) {
+	t.Helper()
+	if m := b.maxSeen.Load(); m > limit {
+		t.Errorf("the endpoint had %d requests under way at once, over its limit of %d", m, limit)
+	}
+}
+
+func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
+	// setupLimit returns a dispatcher with maxInFlight request slots (0:
+	// the default) whose endpoints take limit requests at a time, with
+	// limit first attempts under way that hold f's endpoint until
+	// b.release is closed; f.delivery is the first of them.
+	setupLimit := func(t *testing.T, slotWait time.Duration, limit, maxInFlight int) (*fixture, *busyEndpoint, *fakeQueue, *outbound.Dispatcher) {
+		t.Helper()
+		b := newBusyEndpoint()
+		rc := newReceiver(t, b.handle)
+		f := newFixture(t, rc.URL)
+		q := &fakeQueue{}
+		cfg := testConfig(&clock{t: base}, localClient(t))
+		cfg.DirectWithin, cfg.EndpointMaxInFlight, cfg.MaxInFlight = 10*time.Second, limit, maxInFlight
+		d, err := outbound.New(cfg, f.st, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		outbound.SetRequeueDelay(d, time.Hour)
+		outbound.SetSlotWait(d, slotWait)
+		outbound.SetPace(d, f.endpoint.ID, 2*time.Millisecond)
+		b.blocking.Store(true)
+		ids := []string{f.delivery}
+		for len(ids) < limit {
+			ids = append(ids, f.another(t))
+		}
+		if n := d.DeliverNew(f.fresh(t, ids...)); n != limit {
+			t.Fatalf("DeliverNew took %d, want %d", n, limit)
+		}
+		for range limit {
+			<-b.arrived
+		}
+		b.blocking.Store(false)
+		return f, b, q, d
+	}
+	// setup is setupLimit with a limit of one.
+	setup := func(t *testing.T, slotWait time.Duration) (*fixture, *busyEndpoint, *fakeQueue, *outbound.Dispatcher) {
+		t.Helper()
+		return setupLimit(t, slotWait, 1, 0)
+	}
+	// waitInLine waits until n first attempts wait for f's endpoint.
+	waitInLine := func(t *testing.T, d *outbound.Dispatcher, f *fixture, n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for outbound.InLine(d, f.endpoint.ID) != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d first attempts wait for the endpoint, want %d", outbound.InLine(d, f.endpoint.ID), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// waitSucceeded waits until delivery id has succeeded.
+	waitSucceeded := func(t *testing.T, f *fixture, id string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			del := f.byID(t, id)
+			if del.Status == hub.DeliverySucceeded {
+				if del.Attempts != 1 {
+					t.Errorf("delivery %s succeeded after %d attempts, want 1", id, del.Attempts)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("delivery %s: status %q, %d attempts; want succeeded", id, del.Status, del.Attempts)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	notQueued := func(t *testing.T, q *fakeQueue, id string) {
+		t.Helper()
+		for _, c := range q.Calls() {
+			if c.DeliveryID == id {
+				t.Errorf("delivery %s was queued (%v); it should have waited for the slot", id, c)
+			}
+		}
+	}
+
+	// heldAtOnce hands d a new first attempt to f's endpoint, and checks
+	// that it is held back without joining the endpoint's line.
+	heldAtOnce := func(t *testing.T, f *fixture, q *fakeQueue, d *outbound.Dispatcher) {
+		t.Helper()
+		id := f.another(t)
+		d.DeliverNew(f.fresh(t, id))
+		waitQueued(t, q, id)
+		if n := outbound.InLine(d, f.endpoint.ID); n != 0 {
+			t.Errorf("%d wait for the endpoint, want 0", n)
+		}
+	}
+
+	t.Run("a fast endpoint's slot is waited for, without the database or the queue", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		second := f.another(t)
+		if n := d.DeliverNew(f.fresh(t, second)); n != 1 {
+			t.Fatalf("DeliverNew took %d, want 1", n)
+		}
+		// The endpoint frees a slot every 2 ms: the attempt waits.
+		waitInLine(t, d, f, 1)
+		close(b.release)
+		waitSucceeded(t, f, second)
+		notQueued(t, q, second)
+		b.withinLimit(t, 1)
+	})
+
+	t.Run("the line is as long as the endpoint's limit", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		second := f.another(t)
+		d.DeliverNew(f.fresh(t, second))
+		waitInLine(t, d, f, 1)
+		third := f.another(t)
+		d.DeliverNew(f.fresh(t, third))
+		waitQueued(t, q, third) // held back at once
+		if del := f.byID(t, third); del.Status != hub.DeliveryPending || del.Attempts != 0 || !del.NextAttemptAt.After(base) {
+			t.Errorf("held-back delivery: status %q, %d attempts, next %v; want pending, 0, moved later", del.Status, del.Attempts, del.NextAttemptAt)
+		}
+		close(b.release)
+		waitSucceeded(t, f, second)
+		notQueued(t, q, second)
+	})
+
+	t.Run("one endpoint's line takes at most a quarter of the request slots", func(t *testing.T) {
+		// Four request slots: a line of one, though the limit allows two.
+		f, b, q, d := setupLimit(t, time.Minute, 2, 4)
+		second, third := f.another(t), f.another(t)
+		d.DeliverNew(f.fresh(t, second))
+		waitInLine(t, d, f, 1)
+		d.DeliverNew(f.fresh(t, third))
+		waitQueued(t, q, third)
+		close(b.release)
+		waitSucceeded(t, f, second)
+		notQueued(t, q, second)
+	})
+
+	t.Run("no line while a held-back delivery is due back", func(t *testing.T) {
+		f, b, q, d := setupLimit(t, time.Minute, 2, 0)
+		// Slots come every 5 s: a line would be allowed.
+		outbound.SetPace(d, f.endpoint.ID, 10*time.Second)
+		held := f.another(t)
+		if err := d.Deliver(context.Background(), held, 1); err != nil {
+			t.Fatal(err)
+		}
+		if del := f.byID(t, held); del.Attempts != 0 || !del.NextAttemptAt.After(base) {
+			t.Fatalf("the queued attempt: %d attempts, next %v; want held back", del.Attempts, del.NextAttemptAt)
+		}
+		// A first attempt now would overtake it: it is held back too.
+		heldAtOnce(t, f, q, d)
+		close(b.release)
+	})
+
+	t.Run("a slow endpoint gets no line", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		// At 2 minutes per attempt, the slot would come after the wait:
+		// the attempt is held back at once (waiting, it would not be
+		// queued before the release).
+		outbound.SetPace(d, f.endpoint.ID, 2*time.Minute)
+		heldAtOnce(t, f, q, d)
+		close(b.release)
+	})
+
+	t.Run("a first attempt waits at most the slot wait, then is held back", func(t *testing.T) {
+		f, b, q, d := setup(t, 30*time.Millisecond)
+		second := f.another(t)
+		start := time.Now()
+		d.DeliverNew(f.fresh(t, second))
+		waitQueued(t, q, second)
+		if el := time.Since(start); el < 30*time.Millisecond {
+			t.Errorf("held back after %v, want after waiting 30 ms for the slot", el)
+		}
+		if n := outbound.InLine(d, f.endpoint.ID); n != 0 {
+			t.Errorf("%d still wait for the endpoint, want 0", n)
+		}
+		if del := f.byID(t, second); del.Status != hub.DeliveryPending || del.Attempts != 0 || !del.NextAttemptAt.After(base) {
+			t.Errorf("held-back delivery: status %q, %d attempts, next %v; want pending, 0, moved later", del.Status, del.Attempts, del.NextAttemptAt)
+		}
+		close(b.release)
+		waitSucceeded(t, f, f.delivery)
+		b.withinLimit(t, 1)
+	})
+
+	t.Run("Close lets a waiting first attempt finish", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		second := f.another(t)
+		d.DeliverNew(f.fresh(t, second))
+		waitInLine(t, d, f, 1)
+		done := make(chan struct{})
+		go func() { d.Close(); close(done) }()
+		for !outbound.Closing(d) {
+			time.Sleep(time.Millisecond)
+		}
+		close(b.release)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not return")
+		}
+		waitSucceeded(t, f, second)
+		notQueued(t, q, second)
+	})
+}

@@ -118,7 +118,9 @@ type Config struct {
 	MaxInFlight int
 	// EndpointMaxInFlight is the concurrency limit of endpoints without
 	// MaxInFlight: an attempt over it is held back until its turn at the
-	// endpoint's pace, without using an attempt. Zero means 10.
+	// endpoint's pace, without using an attempt (a first attempt made at
+	// once may first wait a little for a slot: see awaitSlot). Zero means
+	// 10.
 	EndpointMaxInFlight int
 	// MaxBatch bounds how many deliveries (or first attempts' endpoints)
 	// one query loads or holds back, and how many attempts one statement
@@ -187,9 +189,11 @@ type Dispatcher struct {
 	// localHold is the longest hold waited out in this process (see
 	// holdBack).
 	localHold time.Duration
-	mu        sync.Mutex
-	timers    map[*time.Timer]struct{}
-	requeues  sync.WaitGroup
+	// slotWait is maxSlotWait, or what a test sets.
+	slotWait time.Duration
+	mu       sync.Mutex
+	timers   map[*time.Timer]struct{}
+	requeues sync.WaitGroup
 }
 
 // errStopping is returned by Deliver when its context ends before the
@@ -329,6 +333,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		sem:                 make(chan struct{}, cfg.MaxInFlight),
 		requeueDelay:        250 * time.Millisecond,
 		localHold:           5 * time.Second,
+		slotWait:            maxSlotWait,
 		timers:              make(map[*time.Timer]struct{}),
 	}, nil
 }
@@ -381,8 +386,10 @@ func (d *Dispatcher) Close() {
 // cannot go at once (its endpoint's timeout does not fit in
 // Config.DirectWithin, every request slot is taken, it cannot be
 // recorded) is queued as a task; one held back by the endpoint's breaker,
-// concurrency or rate limit is held back as Deliver does. If the process
-// dies first, the rows are pending and due: the sweeper queues them.
+// concurrency or rate limit is held back as Deliver does, except that at
+// a fast endpoint's concurrency limit it first waits briefly for a slot
+// (see awaitSlot). If the process dies first, the rows are pending and
+// due: the sweeper queues them.
 func (d *Dispatcher) DeliverNew(ds []*hub.Delivery, es []*hub.Event) int {
 	if d.directWithin <= 0 {
 		return 0
@@ -525,7 +532,8 @@ func (d *Dispatcher) deliverFresh(ctx context.Context, f fresh) error {
 // attempt makes attempt number attempt of del. direct is when DeliverNew
 // took the delivery: the attempt must end within directWithin of the row
 // becoming due (when the sweeper starts counting) and may not wait for a
-// request slot, or errHandOver is returned before it is made.
+// request slot, or errHandOver is returned before it is made; it may wait
+// up to slotWait for a slot of its busy endpoint.
 func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Event, ep *hub.Endpoint, attempt int, direct bool) error {
 	now := d.now()
 	if !ep.Enabled {
@@ -534,10 +542,18 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 	if direct && (del.NextAttemptAt == nil || time.Since(*del.NextAttemptAt)+d.endpointTimeout(ep) > d.directWithin) {
 		return errHandOver
 	}
+	var slotWait time.Duration
+	if direct {
+		// Waiting for a slot must leave the attempt within directWithin.
+		slotWait = min(d.slotWait, d.directWithin-time.Since(*del.NextAttemptAt)-d.endpointTimeout(ep))
+	}
 	es := d.endpoint(ep.ID)
-	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct)
+	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, slotWait)
 	if err != nil {
 		return fmt.Errorf("delivering %s: %w", del.ID, err)
+	}
+	if slotWait > 0 {
+		now = d.now() // it may have waited for a slot
 	}
 	if g == nil {
 		return d.holdBack(ctx, del, ep, attempt, now, h, direct)

@@ -30,3 +30,15 @@ func Closing(d *Dispatcher) bool {
 	defer d.waitMu.Unlock()
 	return d.waitClosed
 }
+
+// SetSlotWait changes how long a first attempt waits for a busy
+// endpoint's slot at most (50 ms in production).
+func SetSlotWait(d *Dispatcher, v time.Duration) { d.slotWait = v }
+
+// InLine returns how many first attempts wait for a slot of an endpoint.
+func InLine(d *Dispatcher, endpointID string) int {
+	es := d.endpoint(endpointID)
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	return len(es.line)
+}
