@@ -331,3 +331,88 @@ func TestIngestQueuePanic(t *testing.T) {
 		t.Errorf("queued %v, want the two webhooks after the panic", q.process)
 	}
 }
+
+// TestIngestWaitsForCompany: while webhooks keep coming, a commit waits
+// for a few more (up to the gather count) instead of committing each
+// alone; webhooks that come slower than the pace are committed at once,
+// each alone.
+func TestIngestWaitsForCompany(t *testing.T) {
+	// send sends n webhooks, one every gap, and waits for their answers.
+	send := func(t *testing.T, w *ingestWorld, n int, gap time.Duration) {
+		t.Helper()
+		errs := make([]<-chan error, n)
+		for k := range n {
+			errs[k] = w.ingest(k)
+			time.Sleep(gap)
+		}
+		for k, errc := range errs {
+			if err := <-errc; err != nil {
+				t.Fatalf("ingest %d: %v", k, err)
+			}
+		}
+	}
+
+	// world is an ingest world whose commits wait for company as
+	// SetIngestLinger says.
+	world := func(t *testing.T, linger, pace time.Duration, gather int) (*batchQueue, *ingestWorld) {
+		t.Helper()
+		q := &batchQueue{}
+		w := newIngestWorld(t, storetest.Open(t), q)
+		hub.SetIngestLinger(w.svc, linger, pace, gather)
+		return q, w
+	}
+
+	t.Run("steady webhooks go together", func(t *testing.T) {
+		// A long linger: only the gather count starts a commit.
+		q, w := world(t, time.Second, 100*time.Millisecond, 4)
+		const n = 60
+		send(t, w, n, 5*time.Millisecond)
+		if got := len(q.queued()); got != n {
+			t.Fatalf("%d events queued, want %d", got, n)
+		}
+		// The pace is learnt over the first webhooks; after it, commits
+		// hold about four.
+		together := n - len(q.process)
+		for _, b := range q.batches {
+			// Waiting the whole linger, a commit would hold about 200.
+			if len(b) > 16 {
+				t.Errorf("a commit held %d webhooks: it did not start when 4 were pending", len(b))
+			}
+		}
+		if together < n/2 {
+			t.Errorf("%d of %d webhooks went with others (%d alone, batches %d), want most", together, n, len(q.process), len(q.batches))
+		}
+	})
+
+	t.Run("slower webhooks go alone, at once", func(t *testing.T) {
+		// Waiting for company, every commit would hold four.
+		q, w := world(t, time.Second, 20*time.Millisecond, 4)
+		const n = 15
+		send(t, w, n, 60*time.Millisecond)
+		// Two may go together when a commit takes longer than the gap.
+		for _, b := range q.batches {
+			if len(b) > 2 {
+				t.Errorf("a commit held %d webhooks, want each alone: %d alone, batches %v", len(b), len(q.process), q.batches)
+			}
+		}
+	})
+
+	t.Run("the linger bounds the wait", func(t *testing.T) {
+		_, w := world(t, 30*time.Millisecond, 500*time.Millisecond, 1000)
+		send(t, w, 40, 5*time.Millisecond) // steady
+		// A last webhook right after: it waits for company that does not
+		// come, then is committed.
+		start := time.Now()
+		select {
+		case err := <-w.ingest(1000):
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("not answered within 5 s: the wait for company has no end")
+		}
+		if el := time.Since(start); el < 30*time.Millisecond {
+			t.Errorf("answered after %v, want after waiting 30 ms for company", el)
+		}
+	})
+}

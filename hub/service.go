@@ -87,6 +87,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	s := &Service{cfg: cfg, st: cfg.Store, q: cfg.Queue, log: cfg.Logger, inline: bounded.New(maxInline)}
 	s.ingest.s = s
 	s.ingest.following = make(chan struct{}, maxFollowing)
+	s.ingest.linger, s.ingest.pace, s.ingest.gather = ingestLinger, ingestPace, ingestGather
 	s.apply = &groupcommit.Batcher[[]string, error]{
 		Run: s.applyCalls, Max: maxCoalesced, Runners: applyRunners, Timeout: 2 * time.Minute, Linger: applyLinger, Pace: applyPace,
 	}

@@ -54,11 +54,7 @@ type Batcher[T, R any] struct {
 	running int
 	pending []*batchCall[T, R]
 	last    time.Time // when the last batch that ran items ended
-	// lastCall is when the last call came, lastGap the time since the
-	// one before it, gap the moving average of the time between calls
-	// (with Pace; each gap counted as at most gapCap Paces).
-	lastCall     time.Time
-	lastGap, gap time.Duration
+	pacer   Pacer     // with Pace
 	// full, while a batch lingers, is closed when Max calls wait.
 	full chan struct{}
 }
@@ -84,7 +80,7 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 	c := &batchCall[T, R]{item: item, done: make(chan batchResult[R], 2)}
 	b.mu.Lock()
 	if b.Pace > 0 {
-		b.arrived(time.Now())
+		b.pacer.Arrived(time.Now(), b.Pace)
 	}
 	b.pending = append(b.pending, c)
 	// While a batch lingers, calls join it instead of starting another.
@@ -119,17 +115,34 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 // dozen calls.
 const gapCap = 10
 
-// arrived counts a call that came at now in the pace of the calls; mu is
-// held.
-func (b *Batcher[T, R]) arrived(now time.Time) {
-	g := gapCap * b.Pace
-	if b.lastCall.IsZero() {
-		b.gap = g
+// Pacer follows the pace of calls, for a batch to wait for company only
+// while calls keep coming (see Batcher.Pace). The zero value is ready;
+// the caller serializes its use.
+type Pacer struct {
+	// lastCall is when the last call came, lastGap the time since the
+	// one before it, gap the moving average of the time between calls
+	// (each gap counted as at most gapCap paces).
+	lastCall     time.Time
+	lastGap, gap time.Duration
+}
+
+// Arrived counts a call that came at now.
+func (p *Pacer) Arrived(now time.Time, pace time.Duration) {
+	g := gapCap * pace
+	if p.lastCall.IsZero() {
+		p.gap = g
 	} else {
-		g = min(now.Sub(b.lastCall), g)
+		g = min(now.Sub(p.lastCall), g)
 	}
-	b.lastCall, b.lastGap = now, g
-	b.gap += (g - b.gap) / 8
+	p.lastCall, p.lastGap = now, g
+	p.gap += (g - p.gap) / 8
+}
+
+// Steady reports whether calls come at least one per pace: on average,
+// the last one since the one before it, and none overdue at now (the
+// last came less than pace ago).
+func (p *Pacer) Steady(now time.Time, pace time.Duration) bool {
+	return !p.lastCall.IsZero() && p.gap <= pace && p.lastGap <= pace && now.Sub(p.lastCall) <= pace
 }
 
 // steady reports whether calls keep coming, for a batch to linger: with
@@ -137,7 +150,7 @@ func (b *Batcher[T, R]) arrived(now time.Time) {
 // Lingers ago. mu is held.
 func (b *Batcher[T, R]) steady() bool {
 	if b.Pace > 0 {
-		return b.gap <= b.Pace && b.lastGap <= b.Pace && time.Since(b.lastCall) <= b.Pace
+		return b.pacer.Steady(time.Now(), b.Pace)
 	}
 	return time.Since(b.last) < 10*b.Linger
 }
