@@ -565,16 +565,23 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		t.Helper()
 		return setupLimit(t, slotWait, 1, 0)
 	}
-	// waitInLine waits until n first attempts wait for f's endpoint.
-	waitInLine := func(t *testing.T, d *outbound.Dispatcher, f *fixture, n int) {
+	// joinLine hands d a new first attempt to f's endpoint, waits until
+	// it waits in the endpoint's line (the only one there), and returns
+	// its delivery.
+	joinLine := func(t *testing.T, d *outbound.Dispatcher, f *fixture) string {
 		t.Helper()
+		id := f.another(t)
+		if n := d.DeliverNew(f.fresh(t, id)); n != 1 {
+			t.Fatalf("DeliverNew took %d, want 1", n)
+		}
 		deadline := time.Now().Add(5 * time.Second)
-		for outbound.InLine(d, f.endpoint.ID) != n {
+		for outbound.InLine(d, f.endpoint.ID) != 1 {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d first attempts wait for the endpoint, want %d", outbound.InLine(d, f.endpoint.ID), n)
+				t.Fatalf("%d first attempts wait for the endpoint, want 1", outbound.InLine(d, f.endpoint.ID))
 			}
 			time.Sleep(time.Millisecond)
 		}
+		return id
 	}
 	// waitSucceeded waits until delivery id has succeeded.
 	waitSucceeded := func(t *testing.T, f *fixture, id string) {
@@ -617,12 +624,8 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 
 	t.Run("a fast endpoint's slot is waited for, without the database or the queue", func(t *testing.T) {
 		f, b, q, d := setup(t, time.Minute)
-		second := f.another(t)
-		if n := d.DeliverNew(f.fresh(t, second)); n != 1 {
-			t.Fatalf("DeliverNew took %d, want 1", n)
-		}
 		// The endpoint frees a slot every 2 ms: the attempt waits.
-		waitInLine(t, d, f, 1)
+		second := joinLine(t, d, f)
 		close(b.release)
 		waitSucceeded(t, f, second)
 		notQueued(t, q, second)
@@ -631,9 +634,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 
 	t.Run("the line is as long as the endpoint's limit", func(t *testing.T) {
 		f, b, q, d := setup(t, time.Minute)
-		second := f.another(t)
-		d.DeliverNew(f.fresh(t, second))
-		waitInLine(t, d, f, 1)
+		second := joinLine(t, d, f)
 		third := f.another(t)
 		d.DeliverNew(f.fresh(t, third))
 		waitQueued(t, q, third) // held back at once
@@ -648,9 +649,8 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 	t.Run("one endpoint's line takes at most a quarter of the request slots", func(t *testing.T) {
 		// Four request slots: a line of one, though the limit allows two.
 		f, b, q, d := setupLimit(t, time.Minute, 2, 4)
-		second, third := f.another(t), f.another(t)
-		d.DeliverNew(f.fresh(t, second))
-		waitInLine(t, d, f, 1)
+		second := joinLine(t, d, f)
+		third := f.another(t)
 		d.DeliverNew(f.fresh(t, third))
 		waitQueued(t, q, third)
 		close(b.release)
@@ -706,9 +706,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 
 	t.Run("Close lets a waiting first attempt finish", func(t *testing.T) {
 		f, b, q, d := setup(t, time.Minute)
-		second := f.another(t)
-		d.DeliverNew(f.fresh(t, second))
-		waitInLine(t, d, f, 1)
+		second := joinLine(t, d, f)
 		done := make(chan struct{})
 		go func() { d.Close(); close(done) }()
 		for !outbound.Closing(d) {

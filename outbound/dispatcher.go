@@ -539,13 +539,18 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 	if !ep.Enabled {
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
-	if direct && (del.NextAttemptAt == nil || time.Since(*del.NextAttemptAt)+d.endpointTimeout(ep) > d.directWithin) {
-		return errHandOver
-	}
 	var slotWait time.Duration
 	if direct {
-		// Waiting for a slot must leave the attempt within directWithin.
-		slotWait = min(d.slotWait, d.directWithin-time.Since(*del.NextAttemptAt)-d.endpointTimeout(ep))
+		if del.NextAttemptAt == nil {
+			return errHandOver
+		}
+		// What is left of directWithin once the attempt's timeout is
+		// counted: waiting for a slot spends from it.
+		left := d.directWithin - time.Since(*del.NextAttemptAt) - d.endpointTimeout(ep)
+		if left < 0 {
+			return errHandOver
+		}
+		slotWait = min(d.slotWait, left)
 	}
 	es := d.endpoint(ep.ID)
 	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, slotWait)
