@@ -145,7 +145,7 @@ func (in *Inbound) receive(c echo.Context) error {
 		return hub.Errorf(hub.ENOTFOUND, "unknown source")
 	}
 	if err != nil {
-		outcome = failureOutcome(err)
+		outcome = failureOutcome(ctx, err)
 		return err
 	}
 	conn, ok := in.reg.Get(src.Provider)
@@ -187,7 +187,7 @@ func (in *Inbound) receive(c echo.Context) error {
 	}
 	ev, dup, err := in.ing.Ingest(ctx, src, rc, body)
 	if err != nil {
-		outcome = failureOutcome(err)
+		outcome = failureOutcome(ctx, err)
 		return err
 	}
 	outcome = metrics.InboundAccepted
@@ -218,10 +218,13 @@ func checkText(rc hub.Receipt, body []byte) error {
 }
 
 // failureOutcome is the metrics outcome of a request that failed on our
-// side.
-func failureOutcome(err error) string {
-	if errors.Is(err, hub.ErrUnavailable) {
+// side, or that its sender gave up on (ctx is the request's).
+func failureOutcome(ctx context.Context, err error) string {
+	switch {
+	case errors.Is(err, hub.ErrUnavailable):
 		return metrics.InboundUnavailable
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return metrics.InboundClientGone
 	}
 	return metrics.InboundError
 }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -40,6 +41,10 @@ func StatusOf(code string) int {
 	return http.StatusInternalServerError
 }
 
+// StatusClientClosedRequest is the status logged for a request whose
+// client went away before the answer (nginx's 499): no one reads it.
+const StatusClientClosedRequest = 499
+
 // Problem is an RFC 9457 problem details document.
 type Problem struct {
 	Type   string            `json:"type"`
@@ -59,6 +64,11 @@ func WriteProblem(c echo.Context, err error) error {
 			msg = ""
 		}
 		return writeProblem(c, Problem{Type: "about:blank", Title: http.StatusText(he.Code), Status: he.Code, Detail: msg})
+	}
+	if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
+		// The client hung up before the answer: nothing failed on our
+		// side, and the status only reaches the access log.
+		return writeProblem(c, Problem{Type: "about:blank", Title: "Client Closed Request", Status: StatusClientClosedRequest})
 	}
 	code := ErrorCode(err)
 	st := StatusOf(code)
