@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,16 +22,19 @@ import (
 // queued again for then. Holding back never waits inside the worker, so a
 // dead or slow endpoint never delays deliveries to other endpoints.
 //
-// One exception keeps bursts to a fast endpoint off the database: a first
-// attempt made at once (Dispatcher.DeliverNew) that finds its endpoint at
-// its concurrency limit waits in the endpoint's line for a slot, at most
-// maxSlotWait, when the endpoint frees slots fast enough (at its pace, the
-// last in line gets one within the wait), nothing held back is due to come
-// back (it would be overtaken), and the line is shorter than the limit
-// and than a quarter of the dispatcher's request slots. A slot that frees
-// goes to the oldest waiter; one that waits in vain is held back as
-// above. A slow endpoint never gets a line, and one endpoint's line ties
-// up at most a quarter of the direct slots, for at most maxSlotWait.
+// One exception keeps bursts to a fast endpoint off the database and the
+// queue: an attempt that finds its endpoint at its concurrency limit waits
+// in the endpoint's line for a slot, at most maxSlotWait and never past
+// the time it must end by (Config.DirectWithin after its row became due,
+// less the endpoint's timeout: the sweeper leaves the row alone that
+// long), when the endpoint frees slots fast enough (at its pace, the last
+// in line gets one within the wait). A line holds no goroutine and no
+// request slot: the attempt that frees a slot starts the oldest waiter in
+// a goroutine of its own, and a timer holds back, as above, those whose
+// wait ends first. A slow endpoint never gets a line, and lines are
+// bounded in length (maxLine each, 64 per request slot in all), so what
+// waits in memory stays small. An attempt whose queue task brought it
+// ends that task when it joins a line.
 //
 // All of this state is per process and in memory: breakers and rate
 // limits start afresh when a worker restarts, and with several worker
@@ -68,8 +70,11 @@ const (
 	minBusyHold = 10 * time.Millisecond
 	maxBusyHold = 30 * time.Second
 	// maxSlotWait bounds how long a first attempt made at once waits for
-	// its busy endpoint to free a slot (see awaitSlot).
-	maxSlotWait = 50 * time.Millisecond
+	// its busy endpoint to free a slot (see joinLine).
+	maxSlotWait = time.Second
+	// maxLine bounds an endpoint's line of first attempts waiting for a
+	// slot.
+	maxLine = 10_000
 	// minHold is the shortest hold.
 	minHold = 100 * time.Millisecond
 	// maxPrepaid bounds the rate-limit reservations remembered per
@@ -97,9 +102,11 @@ type endpointState struct {
 	busyUntil time.Time
 	linePace  time.Duration
 
-	// line holds the first attempts waiting for a slot (see awaitSlot),
-	// oldest first; a slot that frees passes to the first (release).
-	line []chan struct{}
+	// line holds the first attempts waiting for a slot (see joinLine),
+	// oldest first; a slot that frees passes to the first (release), and
+	// lineTimer holds back those whose wait ends first.
+	line      []*waiter
+	lineTimer *time.Timer
 
 	// pace is the moving average of the endpoint's attempt durations
 	// (nanoseconds; 0 until one is timed): how long an attempt keeps a
@@ -200,7 +207,7 @@ func (g *grant) done(res result) {
 	// The request slot first: the endpoint's slot may pass to a first
 	// attempt that takes a request slot without waiting.
 	<-g.d.sem
-	g.es.release(g.limit)
+	g.d.release(g.es, g.limit)
 }
 
 // take takes a concurrency slot of the endpoint if fewer than limit are
@@ -217,63 +224,117 @@ func (es *endpointState) take(limit int64) bool {
 	}
 }
 
-// release frees a concurrency slot of the endpoint: it passes to the
-// oldest first attempt waiting for one, if any and the endpoint is not
-// over limit (lowered since the slot was taken).
-func (es *endpointState) release(limit int64) {
+// waiter is an attempt waiting in its endpoint's line for a slot. It has
+// no goroutine while it waits: the attempt that frees a slot starts one
+// for it.
+type waiter struct {
+	del      *hub.Delivery // the attempt's own copy
+	evt      *hub.Event
+	ep       *hub.Endpoint
+	attempt  int
+	queued   bool      // a queue task brought it (else DeliverNew did)
+	limit    int64     // the endpoint's concurrency limit when it joined
+	deadline time.Time // when it stops waiting and is held back
+}
+
+// release frees a concurrency slot of es: it passes to the oldest first
+// attempt waiting in its line, if any and the endpoint is not over limit
+// (lowered since the slot was taken), and that attempt goes on in a
+// goroutine of its own.
+func (d *Dispatcher) release(es *endpointState, limit int64) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
 	if len(es.line) > 0 && es.inFlight.Load() <= limit {
-		close(es.line[0])
-		es.line[0] = nil
-		es.line = es.line[1:]
+		w := d.popLine(es)
+		d.resume(func() { d.runWaiter(es, w) })
 		return
 	}
 	es.inFlight.Add(-1)
 }
 
-// awaitSlot takes a concurrency slot of an endpoint at its limit, waiting
-// in its line at most wait (and no longer than ctx lasts) when the
-// endpoint frees slots fast enough: at its pace (untimedPace until an
-// attempt is timed), the slot of the last one in line should come within
-// wait. It does not wait when a delivery held back is due to come back
-// after now (it would overtake it), or when maxLine (or limit) wait already.
-// It reports whether it took a slot; one that did not is held back by the
-// caller. Every slot taken is freed with release.
-func (es *endpointState) awaitSlot(ctx context.Context, limit, maxLine int64, wait time.Duration, now time.Time) bool {
+// popLine takes the first waiter out of the line of es, whose mu is
+// held.
+func (d *Dispatcher) popLine(es *endpointState) *waiter {
+	w := es.line[0]
+	es.line[0] = nil
+	es.line = es.line[1:]
+	d.lineTotal.Add(-1)
+	return w
+}
+
+// line outcomes of joinLine.
+const (
+	lineRefused = iota // hold the attempt back
+	lineSlot           // a slot was free after all: go on
+	lineJoined         // the attempt waits in line
+)
+
+// joinLine puts an attempt at an endpoint at its limit in the endpoint's
+// line, to wait at most wait for a slot, when the endpoint frees slots
+// fast enough: at its pace (untimedPace until an attempt is timed), the
+// slot of the last one in line should come within wait. It refuses when
+// the line, or all lines of the dispatcher, are full. A slot that came
+// free meanwhile is taken at once.
+func (d *Dispatcher) joinLine(es *endpointState, w *waiter, wait time.Duration) int {
 	pace := time.Duration(es.pace.Load())
 	if pace <= 0 {
 		pace = untimedPace
 	}
 	es.mu.Lock()
-	if es.take(limit) {
-		es.mu.Unlock()
-		return true
+	defer es.mu.Unlock()
+	if es.take(w.limit) {
+		return lineSlot
 	}
 	n := int64(len(es.line))
-	if n >= min(limit, maxLine) || es.busyUntil.After(now) || pace*time.Duration(n+1)/time.Duration(limit) > wait {
-		es.mu.Unlock()
-		return false
+	if n >= maxLine || d.lineTotal.Load() >= d.maxLines || d.lineClosed.Load() ||
+		pace*time.Duration(n+1)/time.Duration(w.limit) > wait {
+		return lineRefused
 	}
-	turn := make(chan struct{})
-	es.line = append(es.line, turn)
-	es.mu.Unlock()
+	w.deadline = time.Now().Add(wait)
+	es.line = append(es.line, w)
+	d.lineTotal.Add(1)
+	if es.lineTimer == nil {
+		es.lineTimer = time.AfterFunc(wait, func() { d.lineExpired(es) })
+	} else if len(es.line) == 1 {
+		es.lineTimer.Reset(wait)
+	}
+	return lineJoined
+}
 
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-turn:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
+// lineExpired holds back the waiters of es whose wait has ended, and sets
+// the timer for the next one.
+func (d *Dispatcher) lineExpired(es *endpointState) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	if i := slices.Index(es.line, turn); i >= 0 {
-		es.line = slices.Delete(es.line, i, i+1)
-		return false
+	now := time.Now()
+	for len(es.line) > 0 && !es.line[0].deadline.After(now) {
+		w := d.popLine(es)
+		d.resume(func() { d.holdWaiter(es, w) })
 	}
-	return true // the slot came as the wait ended
+	if len(es.line) > 0 {
+		es.lineTimer.Reset(es.line[0].deadline.Sub(now))
+	}
+}
+
+// dropLines empties every line (Close): their rows are pending and due,
+// and the sweeper queues them. It returns how many it dropped.
+func (d *Dispatcher) dropLines() int {
+	d.lineClosed.Store(true)
+	dropped := 0
+	d.endpoints.Range(func(_, v any) bool {
+		es := v.(*endpointState)
+		es.mu.Lock()
+		for len(es.line) > 0 {
+			d.popLine(es)
+			dropped++
+		}
+		if es.lineTimer != nil {
+			es.lineTimer.Stop()
+		}
+		es.mu.Unlock()
+		return true
+	})
+	return dropped
 }
 
 // hold says why and for how long a delivery is held back.
@@ -285,9 +346,11 @@ type hold struct {
 // admit lets an attempt of del to ep through, or says how long to hold it
 // back. It waits for the dispatcher-wide concurrency limit (shared fairly
 // by all endpoints, each capped by its own limit first) only if wait:
-// otherwise a full dispatcher is errHandOver; and for a slot of a busy
-// endpoint at most slotWait (see awaitSlot).
-func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time, wait bool, slotWait time.Duration) (*grant, hold, error) {
+// otherwise a full dispatcher is errHandOver. A first attempt w at a busy
+// endpoint may instead wait in its line, at most slotWait (see joinLine):
+// admit then returns errInLine, and the attempt goes on when a slot
+// passes to it.
+func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time, wait bool, w *waiter, slotWait time.Duration) (*grant, hold, error) {
 	if es.cb.State() == gobreaker.StateOpen {
 		return nil, d.breakerHold(es, ep, gobreaker.ErrOpenState, now), nil
 	}
@@ -296,23 +359,37 @@ func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpo
 		limit = int64(d.endpointMaxInFlight)
 	}
 	if !es.take(limit) {
-		if slotWait <= 0 || !es.awaitSlot(ctx, limit, max(int64(cap(d.sem))/4, 1), slotWait, now) {
+		if w == nil || slotWait <= 0 {
+			return nil, d.busyHold(es, limit, d.now()), nil
+		}
+		w.limit = limit
+		switch d.joinLine(es, w, slotWait) {
+		case lineJoined:
+			return nil, hold{}, errInLine
+		case lineRefused:
 			return nil, d.busyHold(es, limit, d.now()), nil
 		}
 	}
+	return d.admitTaken(ctx, es, ep, key, limit, now, wait)
+}
+
+// admitTaken is the rest of admit for an attempt that holds a slot of its
+// endpoint (limit is the endpoint's limit): the rate limit, a request slot
+// and the breaker.
+func (d *Dispatcher) admitTaken(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, limit int64, now time.Time, wait bool) (*grant, hold, error) {
 	if wait := es.reserve(ep.RateLimit, key); wait > 0 {
-		es.release(limit)
+		d.release(es, limit)
 		return nil, hold{wait: wait, reason: "rate_limited"}, nil
 	}
 	if err := d.acquire(ctx, wait); err != nil {
-		es.release(limit)
+		d.release(es, limit)
 		es.prepay(key, time.Now())
 		return nil, hold{}, err
 	}
 	done, err := es.cb.Allow()
 	if err != nil {
 		<-d.sem
-		es.release(limit)
+		d.release(es, limit)
 		es.prepay(key, time.Now())
 		return nil, d.breakerHold(es, ep, err, now), nil
 	}

@@ -565,23 +565,38 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		t.Helper()
 		return setupLimit(t, slotWait, 1, 0)
 	}
-	// joinLine hands d a new first attempt to f's endpoint, waits until
-	// it waits in the endpoint's line (the only one there), and returns
-	// its delivery.
-	joinLine := func(t *testing.T, d *outbound.Dispatcher, f *fixture) string {
+	// joinLineAt hands d a new first attempt to f's endpoint, waits until
+	// it waits in the endpoint's line (the n'th there), and returns its
+	// delivery.
+	joinLineAt := func(t *testing.T, d *outbound.Dispatcher, f *fixture, n int) string {
 		t.Helper()
 		id := f.another(t)
-		if n := d.DeliverNew(f.fresh(t, id)); n != 1 {
-			t.Fatalf("DeliverNew took %d, want 1", n)
+		if took := d.DeliverNew(f.fresh(t, id)); took != 1 {
+			t.Fatalf("DeliverNew took %d, want 1", took)
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		for outbound.InLine(d, f.endpoint.ID) != 1 {
+		for outbound.InLine(d, f.endpoint.ID) != n {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d first attempts wait for the endpoint, want 1", outbound.InLine(d, f.endpoint.ID))
+				t.Fatalf("%d first attempts wait for the endpoint, want %d", outbound.InLine(d, f.endpoint.ID), n)
 			}
 			time.Sleep(time.Millisecond)
 		}
 		return id
+	}
+	// fillLine has n first attempts join f's endpoint's line, one after
+	// the other, and returns their deliveries.
+	fillLine := func(t *testing.T, d *outbound.Dispatcher, f *fixture, n int) []string {
+		t.Helper()
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = joinLineAt(t, d, f, i+1)
+		}
+		return ids
+	}
+	// joinLine is joinLineAt for the only one in line.
+	joinLine := func(t *testing.T, d *outbound.Dispatcher, f *fixture) string {
+		t.Helper()
+		return joinLineAt(t, d, f, 1)
 	}
 	// waitSucceeded waits until delivery id has succeeded.
 	waitSucceeded := func(t *testing.T, f *fixture, id string) {
@@ -609,6 +624,15 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 			}
 		}
 	}
+	// servedInLine checks that the deliveries ids succeeded at their first
+	// attempt without a queue task.
+	servedInLine := func(t *testing.T, f *fixture, q *fakeQueue, ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			waitSucceeded(t, f, id)
+			notQueued(t, q, id)
+		}
+	}
 
 	// heldAtOnce hands d a new first attempt to f's endpoint, and checks
 	// that it is held back without joining the endpoint's line.
@@ -627,14 +651,17 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		// The endpoint frees a slot every 2 ms: the attempt waits.
 		second := joinLine(t, d, f)
 		close(b.release)
-		waitSucceeded(t, f, second)
-		notQueued(t, q, second)
+		servedInLine(t, f, q, second)
 		b.withinLimit(t, 1)
 	})
 
-	t.Run("the line is as long as the endpoint's limit", func(t *testing.T) {
+	t.Run("the line is as long as the endpoint's pace allows within the wait", func(t *testing.T) {
 		f, b, q, d := setup(t, time.Minute)
-		second := joinLine(t, d, f)
+		// One slot freed every 3 s: the second in line would get its
+		// slot after 6 s, within the 8 s the attempt may wait (it must
+		// end within 10 s, and may take 2); a third after 9 s.
+		outbound.SetPace(d, f.endpoint.ID, 3*time.Second)
+		inLine := fillLine(t, d, f, 2)
 		third := f.another(t)
 		d.DeliverNew(f.fresh(t, third))
 		waitQueued(t, q, third) // held back at once
@@ -642,35 +669,70 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 			t.Errorf("held-back delivery: status %q, %d attempts, next %v; want pending, 0, moved later", del.Status, del.Attempts, del.NextAttemptAt)
 		}
 		close(b.release)
-		waitSucceeded(t, f, second)
-		notQueued(t, q, second)
+		servedInLine(t, f, q, inLine...)
+		b.withinLimit(t, 1)
 	})
 
-	t.Run("one endpoint's line takes at most a quarter of the request slots", func(t *testing.T) {
-		// Four request slots: a line of one, though the limit allows two.
+	t.Run("a line holds no request slot", func(t *testing.T) {
+		// Four request slots, two of them under way at the endpoint: six
+		// more first attempts wait in its line, and go in turn.
 		f, b, q, d := setupLimit(t, time.Minute, 2, 4)
-		second := joinLine(t, d, f)
-		third := f.another(t)
-		d.DeliverNew(f.fresh(t, third))
-		waitQueued(t, q, third)
+		inLine := fillLine(t, d, f, 6)
 		close(b.release)
-		waitSucceeded(t, f, second)
-		notQueued(t, q, second)
+		servedInLine(t, f, q, inLine...)
+		b.withinLimit(t, 2)
 	})
 
-	t.Run("no line while a held-back delivery is due back", func(t *testing.T) {
-		f, b, q, d := setupLimit(t, time.Minute, 2, 0)
-		// Slots come every 5 s: a line would be allowed.
-		outbound.SetPace(d, f.endpoint.ID, 10*time.Second)
-		held := f.another(t)
-		if err := d.Deliver(context.Background(), held, 1); err != nil {
+	t.Run("lines are bounded in all", func(t *testing.T) {
+		// Two request slots: 128 first attempts may wait in all.
+		f, b, q, d := setupLimit(t, time.Minute, 1, 2)
+		fillLine(t, d, f, 128)
+		heldAtOnce := f.another(t)
+		d.DeliverNew(f.fresh(t, heldAtOnce))
+		waitQueued(t, q, heldAtOnce)
+		if n := outbound.InLine(d, f.endpoint.ID); n != 128 {
+			t.Errorf("%d wait for the endpoint, want 128", n)
+		}
+		close(b.release)
+	})
+
+	t.Run("a queued attempt waits in the same line, in turn", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		// A task's attempt finds the endpoint busy: it waits in line, and
+		// its task is done.
+		queued := f.another(t)
+		if err := d.Deliver(context.Background(), queued, 1); err != nil {
 			t.Fatal(err)
 		}
-		if del := f.byID(t, held); del.Attempts != 0 || !del.NextAttemptAt.After(base) {
-			t.Fatalf("the queued attempt: %d attempts, next %v; want held back", del.Attempts, del.NextAttemptAt)
+		if n := outbound.InLine(d, f.endpoint.ID); n != 1 {
+			t.Fatalf("%d wait for the endpoint, want the queued attempt", n)
 		}
-		// A first attempt now would overtake it: it is held back too.
-		heldAtOnce(t, f, q, d)
+		// A first attempt after it waits behind it.
+		fresh := joinLineAt(t, d, f, 2)
+		close(b.release)
+		servedInLine(t, f, q, queued, fresh)
+		b.withinLimit(t, 1)
+	})
+
+	t.Run("a queued attempt past its time to wait is held back", func(t *testing.T) {
+		f, b, _, d := setup(t, time.Minute)
+		// Due 9 s ago: with a 2 s timeout it must end within 10 s of
+		// that, no time left to wait.
+		late := f.another(t)
+		if _, err := f.st.DeferDeliveries(context.Background(), []string{late}, []int{0}, []time.Time{time.Now().Add(-9 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Deliver(context.Background(), late, 1); err != nil {
+			t.Fatal(err)
+		}
+		if n := outbound.InLine(d, f.endpoint.ID); n != 0 {
+			t.Errorf("%d wait for the endpoint, want 0", n)
+		}
+		// Held back by the dispatcher's clock (base); its task is queued
+		// again after the requeue delay.
+		if del := f.byID(t, late); del.Attempts != 0 || !del.NextAttemptAt.After(base) || del.NextAttemptAt.After(base.Add(time.Hour)) {
+			t.Errorf("late attempt: %d attempts, next %v; want held back from %v", del.Attempts, del.NextAttemptAt, base)
+		}
 		close(b.release)
 	})
 
@@ -718,7 +780,6 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("Close did not return")
 		}
-		waitSucceeded(t, f, second)
-		notQueued(t, q, second)
+		servedInLine(t, f, q, second)
 	})
 }

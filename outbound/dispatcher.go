@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/partnerhub/partnerhub/hub"
@@ -119,7 +120,7 @@ type Config struct {
 	// EndpointMaxInFlight is the concurrency limit of endpoints without
 	// MaxInFlight: an attempt over it is held back until its turn at the
 	// endpoint's pace, without using an attempt (a first attempt made at
-	// once may first wait a little for a slot: see awaitSlot). Zero means
+	// once may first wait in the endpoint's line: see joinLine). Zero means
 	// 10.
 	EndpointMaxInFlight int
 	// MaxBatch bounds how many deliveries (or first attempts' endpoints)
@@ -183,6 +184,15 @@ type Dispatcher struct {
 	sem       chan struct{}
 	endpoints sync.Map // endpoint id → *endpointState
 
+	// First attempts waiting in their endpoints' lines (see joinLine):
+	// how many (at most maxLines), whether Close has emptied the lines,
+	// and the goroutines started for those that left a line.
+	lineTotal  atomic.Int64
+	maxLines   int64
+	lineClosed atomic.Bool
+	resumed    sync.WaitGroup
+	resumedN   atomic.Int64 // resumed goroutines running
+
 	// requeueDelay is how long after a held-back attempt its task is
 	// queued again: the running task's id must be free by then.
 	requeueDelay time.Duration
@@ -204,6 +214,11 @@ var errStopping = errors.New("the worker is stopping")
 // (the endpoint's timeout does not fit, every slot is taken): it becomes
 // a queue task.
 var errHandOver = errors.New("handed over to the queue")
+
+// errInLine is returned by a direct attempt that waits in its endpoint's
+// line: it goes on when a slot passes to it (runWaiter), or is held back
+// when its wait ends (holdWaiter).
+var errInLine = errors.New("waiting in the endpoint's line")
 
 // concludeTimeout bounds recording an attempt made and what follows it
 // (endpoint health, the next attempt's task).
@@ -334,6 +349,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		requeueDelay:        250 * time.Millisecond,
 		localHold:           5 * time.Second,
 		slotWait:            maxSlotWait,
+		maxLines:            64 * int64(cfg.MaxInFlight),
 		timers:              make(map[*time.Timer]struct{}),
 	}, nil
 }
@@ -352,9 +368,16 @@ func (d *Dispatcher) Close() {
 	d.waitMu.Unlock()
 	// Their rows are pending and due: the sweeper queues them.
 	metrics.DirectFirstAttempts(metrics.DirectDeclined, dropped)
+	start := time.Now()
 	d.direct.Close(closeWait)
+	// First attempts in line go on as slots free, within the same wait.
+	for d.lineTotal.Load()+d.resumedN.Load() > 0 && time.Since(start) < closeWait {
+		time.Sleep(5 * time.Millisecond)
+	}
+	metrics.DirectFirstAttempts(metrics.DirectDeclined, d.dropLines())
 	d.stopDirect()
 	d.direct.Wait()
+	d.resumed.Wait()
 	d.mu.Lock()
 	for t := range d.timers {
 		if t.Stop() {
@@ -387,9 +410,9 @@ func (d *Dispatcher) Close() {
 // Config.DirectWithin, every request slot is taken, it cannot be
 // recorded) is queued as a task; one held back by the endpoint's breaker,
 // concurrency or rate limit is held back as Deliver does, except that at
-// a fast endpoint's concurrency limit it first waits briefly for a slot
-// (see awaitSlot). If the process dies first, the rows are pending and
-// due: the sweeper queues them.
+// a fast endpoint's concurrency limit it first waits in the endpoint's
+// line for a slot (see joinLine). If the process dies first, the rows are
+// pending and due: the sweeper queues them.
 func (d *Dispatcher) DeliverNew(ds []*hub.Delivery, es []*hub.Event) int {
 	if d.directWithin <= 0 {
 		return 0
@@ -462,11 +485,73 @@ func (d *Dispatcher) runDirect(f fresh) {
 	}
 }
 
-// deliverNew makes the first attempt of a delivery DeliverNew took, or
-// queues it.
+// deliverNew makes the first attempt of a delivery DeliverNew took, puts
+// it in its endpoint's line, or queues it.
 func (d *Dispatcher) deliverNew(f fresh) {
-	id := f.d.ID
-	err := d.deliverFresh(d.directCtx, f)
+	if err := d.deliverFresh(d.directCtx, f); !errors.Is(err, errInLine) {
+		d.directDone(f.d.ID, err)
+	}
+}
+
+// runWaiter makes the attempt of w, to which a slot of es passed while
+// it waited in line.
+func (d *Dispatcher) runWaiter(es *endpointState, w *waiter) {
+	defer d.resumedDone()
+	ctx, now := d.directCtx, d.now()
+	g, h, err := d.admitTaken(ctx, es, w.ep, w.del.ID+":"+strconv.Itoa(w.attempt), w.limit, now, false)
+	switch {
+	case err != nil:
+	case g == nil:
+		err = d.holdBack(ctx, w.del, w.ep, w.attempt, now, h, !w.queued)
+	default:
+		err = d.sendAndConclude(ctx, g, w.del, w.evt, w.ep, w.attempt, now)
+	}
+	d.waiterDone(w, err)
+}
+
+// holdWaiter holds back the attempt of w, whose wait in the line of es
+// ended without a slot.
+func (d *Dispatcher) holdWaiter(es *endpointState, w *waiter) {
+	defer d.resumedDone()
+	now := d.now()
+	d.waiterDone(w, d.holdBack(d.directCtx, w.del, w.ep, w.attempt, now, d.busyHold(es, w.limit, now), !w.queued))
+}
+
+// waiterDone ends the attempt of a waiter with err, as directDone does; the
+// task of an attempt that was queued is done already, so a failed one is
+// queued again.
+func (d *Dispatcher) waiterDone(w *waiter, err error) {
+	if !w.queued {
+		d.directDone(w.del.ID, err)
+		return
+	}
+	if err == nil {
+		return
+	}
+	d.log.Debug("attempt that waited in line not made; queueing it", "delivery_id", w.del.ID, "attempt", w.attempt, "error", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.q.EnqueueDelivery(ctx, w.del.ID, w.attempt, d.now()); err != nil {
+		d.log.Warn("queueing delivery; the sweeper will", "delivery_id", w.del.ID, "error", err)
+	}
+}
+
+// resume runs f for a waiter that left the line of es, whose mu is held
+// (so that Close, which empties the lines under it, waits for f).
+func (d *Dispatcher) resume(f func()) {
+	d.resumed.Add(1)
+	d.resumedN.Add(1)
+	go f()
+}
+
+func (d *Dispatcher) resumedDone() {
+	d.resumedN.Add(-1)
+	d.resumed.Done()
+}
+
+// directDone counts a first attempt made in this process that ended with
+// err: made, held back or dropped (nil), or queued as a task.
+func (d *Dispatcher) directDone(id string, err error) {
 	if err == nil {
 		metrics.DirectFirstAttempts(metrics.DirectHandled, 1)
 		return
@@ -509,7 +594,10 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 			"attempt", attempt, "status", del.Status, "attempts", del.Attempts)
 		return nil
 	}
-	return d.attempt(ctx, del, evt, ep, attempt, false)
+	if err := d.attempt(ctx, del, evt, ep, attempt, false); !errors.Is(err, errInLine) {
+		return err
+	}
+	return nil // the attempt waits in line: its task is done
 }
 
 // deliverFresh makes the first attempt of a delivery DeliverNew took,
@@ -532,37 +620,46 @@ func (d *Dispatcher) deliverFresh(ctx context.Context, f fresh) error {
 // attempt makes attempt number attempt of del. direct is when DeliverNew
 // took the delivery: the attempt must end within directWithin of the row
 // becoming due (when the sweeper starts counting) and may not wait for a
-// request slot, or errHandOver is returned before it is made; it may wait
-// up to slotWait for a slot of its busy endpoint.
+// request slot, or errHandOver is returned before it is made; at its busy
+// endpoint it may join the endpoint's line, to wait up to slotWait for a
+// slot, and return errInLine.
 func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Event, ep *hub.Endpoint, attempt int, direct bool) error {
 	now := d.now()
 	if !ep.Enabled {
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
-	var slotWait time.Duration
-	if direct {
-		if del.NextAttemptAt == nil {
-			return errHandOver
-		}
-		// What is left of directWithin once the attempt's timeout is
-		// counted: waiting for a slot spends from it.
-		left := d.directWithin - time.Since(*del.NextAttemptAt) - d.endpointTimeout(ep)
-		if left < 0 {
-			return errHandOver
-		}
-		slotWait = min(d.slotWait, left)
+	// What is left of directWithin, from when the row became due, once
+	// the attempt's timeout is counted: a direct attempt must end within
+	// it (the sweeper leaves the row alone that long), and any attempt
+	// may spend it waiting in its busy endpoint's line.
+	left := time.Duration(-1)
+	if del.NextAttemptAt != nil && d.directWithin > 0 {
+		left = d.directWithin - time.Since(*del.NextAttemptAt) - d.endpointTimeout(ep)
+	}
+	if direct && left < 0 {
+		return errHandOver
+	}
+	var w *waiter
+	if left > 0 {
+		w = &waiter{del: del, evt: evt, ep: ep, attempt: attempt, queued: !direct}
 	}
 	es := d.endpoint(ep.ID)
-	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, slotWait)
+	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, w, min(d.slotWait, left))
+	if errors.Is(err, errInLine) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("delivering %s: %w", del.ID, err)
-	}
-	if slotWait > 0 {
-		now = d.now() // it may have waited for a slot
 	}
 	if g == nil {
 		return d.holdBack(ctx, del, ep, attempt, now, h, direct)
 	}
+	return d.sendAndConclude(ctx, g, del, evt, ep, attempt, now)
+}
+
+// sendAndConclude makes attempt number attempt of del, admitted by g, and
+// records it.
+func (d *Dispatcher) sendAndConclude(ctx context.Context, g *grant, del *hub.Delivery, evt *hub.Event, ep *hub.Endpoint, attempt int, now time.Time) error {
 	res := d.send(ctx, evt, ep, now)
 	g.done(res)
 	if res.canceled != nil {
