@@ -25,6 +25,7 @@ import (
 
 	"github.com/partnerhub/partnerhub/connectors"
 	"github.com/partnerhub/partnerhub/hub"
+	"github.com/partnerhub/partnerhub/hub/metrics"
 )
 
 // benchConfig is what the flags of `partnerhub bench` set.
@@ -40,6 +41,7 @@ type benchConfig struct {
 	maxInFlight  int
 	endpoints    int
 	pgDSN        string
+	requestsOut  string
 }
 
 // newBenchCmd is `partnerhub bench`, the load tool.
@@ -56,6 +58,13 @@ subscribed to conversion.created and commission.created on a receiver it
 runs on 127.0.0.1, then sends one new signed sale per webhook: as fast as
 --concurrency allows for --events, or open loop at --rate per second for
 --duration (latency counted from each send's scheduled time).
+
+With --requests-out FILE the bench sends nothing: it writes --events
+signed sales to FILE, one request per line in vegeta's JSON target format
+(and FILE.wrk.lua, a wrk script that sends each line once), then measures
+the hub while another load generator sends them. The sales it expects are
+the ones the hub counts as accepted in /metrics; ingest latency is the
+sender's to report.
 
 A sale is complete when both its conversion.created and its
 commission.created events have reached every endpoint with a valid
@@ -74,7 +83,8 @@ PARTNERHUB_OUTBOUND_ALLOW_NETS=127.0.0.0/8. Stripe and Shopify sales are
 test-mode events; WooCommerce and Paddle sources are created with
 sandbox=true: no commission of the bench is ever payable.`,
 		Example: `  partnerhub bench --url http://127.0.0.1:8080 --key $KEY --events 20000 --concurrency 64
-  partnerhub bench --rate 500 --duration 20s --provider shopify -o json`,
+  partnerhub bench --rate 500 --duration 20s --provider shopify -o json
+  partnerhub bench --events 150000 --requests-out /tmp/sales.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd.Context(), client, cfg, stderr)
@@ -94,6 +104,7 @@ sandbox=true: no commission of the bench is ever payable.`,
 	f.IntVar(&cfg.endpoints, "endpoints", 1, "endpoints receiving each sale's two events, 1 or 2")
 	f.IntVar(&cfg.maxInFlight, "endpoint-max-in-flight", 0, "max_in_flight of the endpoints, 1 to 1000 (default: the hub's)")
 	f.StringVar(&cfg.pgDSN, "pg-stat-statements", "", "PostgreSQL URL of the hub's database: also count statements with pg_stat_statements")
+	f.StringVar(&cfg.requestsOut, "requests-out", "", "write --events signed webhooks to this file (vegeta's JSON targets, and a wrk script beside it) for another load generator to send, and measure the hub while it does")
 	return cmd
 }
 
@@ -115,6 +126,9 @@ type benchReport struct {
 	Endpoints   int     `json:"endpoints"`
 	ProgramID   string  `json:"program_id"`
 
+	Written        int64            `json:"written,omitempty"` // --requests-out: webhooks written for another tool
+	WaitedSeconds  float64          `json:"waited_seconds,omitempty"`
+	Inbound        map[string]int64 `json:"inbound_outcomes,omitempty"` // --requests-out: the hub's answers, by outcome
 	Sent           int64            `json:"sent"`
 	Accepted       int64            `json:"accepted"`
 	Non2xx         map[string]int64 `json:"non_2xx"`
@@ -157,6 +171,8 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 	open := cfg.rate > 0
 	n := cfg.events
 	switch {
+	case open && cfg.requestsOut != "":
+		return errors.New("--requests-out writes --events webhooks for another tool to send: it takes no --rate")
 	case open && cfg.duration <= 0:
 		return errors.New("--rate needs --duration")
 	case open:
@@ -215,21 +231,12 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 		DisableCompression:  true,
 	}}
 	defer httpc.CloseIdleConnections()
-	before, err := scrapeMetrics(ctx, httpc, base)
+	if cfg.requestsOut != "" {
+		return runBenchExternal(ctx, c, cfg, benchTarget{base: base, httpc: httpc, setup: setup, event: payEvent}, tr, rep, stderr)
+	}
+	m, err := startBenchMeasure(ctx, httpc, base, &cfg, stderr)
 	if err != nil {
 		return err
-	}
-	var pgBefore int64
-	if cfg.pgDSN != "" {
-		if pgBefore, err = pgCalls(ctx, cfg.pgDSN); err != nil {
-			fmt.Fprintf(stderr, "bench: --pg-stat-statements skipped: %v\n", err)
-			cfg.pgDSN = ""
-		}
-	}
-	cpuBefore := takeCPU(cfg.hubPID)
-	var rss *rssSampler
-	if cfg.hubPID > 0 {
-		rss = sampleRSS(cfg.hubPID)
 	}
 
 	// The run: send, then drain, with a progress line every second.
@@ -254,18 +261,8 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 	rep.DrainSeconds = time.Since(drainStart).Seconds()
 	stopProgress()
 
-	cpuAfter := takeCPU(cfg.hubPID)
-	if rss != nil {
-		rep.HubPeakRSSBytes = rss.Stop()
-	}
-	after, err := scrapeMetrics(context.WithoutCancel(ctx), httpc, base)
-	if err != nil {
+	if _, err := m.finish(ctx, rep); err != nil {
 		return err
-	}
-	if cfg.pgDSN != "" {
-		if pgAfter, err := pgCalls(context.WithoutCancel(ctx), cfg.pgDSN); err == nil {
-			rep.PGCalls = pgAfter - pgBefore - 1 // the first reading's own call
-		}
 	}
 
 	missing, incomplete := tr.missing()
@@ -285,17 +282,11 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 		rep.DeliveriesPerSec = round3(float64(rep.DeliveriesReceived) / lastDelivery.Seconds())
 	}
 	rep.Missing, rep.IncompleteSales = missing, incomplete
+	return endBench(c, cfg, rep)
+}
 
-	rep.HubPID = cfg.hubPID
-	rep.CPUHub = float64(cpuAfter.hub-cpuBefore.hub) / clockTicks
-	if cfg.hubPID == 0 {
-		rep.CPUHub = after.cpuSeconds - before.cpuSeconds
-	}
-	rep.CPUPostgres = float64(cpuAfter.postgres-cpuBefore.postgres) / clockTicks
-	rep.CPURedis = float64(cpuAfter.redis-cpuBefore.redis) / clockTicks
-	rep.CPUTotal = round3(rep.CPUHub + rep.CPUPostgres + rep.CPURedis)
-	rep.SQLDialect = after.sqlDialect
-	rep.SQLStatements = after.sqlStatements - before.sqlStatements
+// endBench prints the report and says whether the run passed.
+func endBench(c *apiClient, cfg benchConfig, rep *benchReport) error {
 	if rep.Accepted > 0 {
 		conv := float64(rep.Accepted)
 		rep.CPUPerConversion = round6(rep.CPUTotal / conv)
@@ -317,6 +308,70 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 		return fmt.Errorf("%w: %d deliveries of %d sales after %s", errBenchMissing, rep.Missing, rep.IncompleteSales, cfg.drainTimeout)
 	}
 	return nil
+}
+
+// benchMeasure holds the readings taken when a run starts: the hub's
+// metrics, pg_stat_statements, CPU times, and the RSS sampler.
+type benchMeasure struct {
+	httpc     *http.Client
+	base      string
+	pgDSN     string
+	hubPID    int
+	before    hubMetrics
+	pgBefore  int64
+	cpuBefore cpuSnapshot
+	rss       *rssSampler
+}
+
+// startBenchMeasure takes the first readings. An unreadable
+// pg_stat_statements is reported and left out (cfg.pgDSN is cleared).
+func startBenchMeasure(ctx context.Context, httpc *http.Client, base string, cfg *benchConfig, stderr io.Writer) (*benchMeasure, error) {
+	m := &benchMeasure{httpc: httpc, base: base, hubPID: cfg.hubPID}
+	var err error
+	if m.before, err = scrapeMetrics(ctx, httpc, base); err != nil {
+		return nil, err
+	}
+	if cfg.pgDSN != "" {
+		if m.pgBefore, err = pgCalls(ctx, cfg.pgDSN); err != nil {
+			fmt.Fprintf(stderr, "bench: --pg-stat-statements skipped: %v\n", err)
+			cfg.pgDSN = ""
+		}
+	}
+	m.pgDSN = cfg.pgDSN
+	m.cpuBefore = takeCPU(cfg.hubPID)
+	if cfg.hubPID > 0 {
+		m.rss = sampleRSS(cfg.hubPID)
+	}
+	return m, nil
+}
+
+// finish takes the last readings and fills the report's CPU, RSS and SQL
+// figures; it returns the hub's metrics at the end.
+func (m *benchMeasure) finish(ctx context.Context, rep *benchReport) (hubMetrics, error) {
+	cpuAfter := takeCPU(m.hubPID)
+	if m.rss != nil {
+		rep.HubPeakRSSBytes = m.rss.Stop()
+	}
+	after, err := scrapeMetrics(context.WithoutCancel(ctx), m.httpc, m.base)
+	if err != nil {
+		return after, err
+	}
+	if m.pgDSN != "" {
+		if pgAfter, err := pgCalls(context.WithoutCancel(ctx), m.pgDSN); err == nil {
+			rep.PGCalls = pgAfter - m.pgBefore - 1 // the first reading's own call
+		}
+	}
+	rep.HubPID = m.hubPID
+	rep.CPUHub = float64(cpuAfter.hub-m.cpuBefore.hub) / clockTicks
+	if m.hubPID == 0 {
+		rep.CPUHub = after.cpuSeconds - m.before.cpuSeconds
+	}
+	rep.CPUPostgres = float64(cpuAfter.postgres-m.cpuBefore.postgres) / clockTicks
+	rep.CPURedis = float64(cpuAfter.redis-m.cpuBefore.redis) / clockTicks
+	rep.CPUTotal = round3(rep.CPUHub + rep.CPUPostgres + rep.CPURedis)
+	rep.SQLDialect = after.sqlDialect
+	rep.SQLStatements = after.sqlStatements - m.before.sqlStatements
+	return after, nil
 }
 
 // benchBaseURL is the hub's base URL, as the operator commands find it.
@@ -567,21 +622,34 @@ func printBenchReport(c *apiClient, r *benchReport) error {
 		fmt.Fprintln(c.out, string(b))
 		return nil
 	}
-	mode := fmt.Sprintf("closed loop, %d in flight", r.Concurrency)
-	if r.Mode == "open" {
-		mode = fmt.Sprintf("open loop, %g/s for %gs (at most %d in flight)", r.Rate, r.Duration, r.Concurrency)
-	}
 	lat := func(s latencySummary) string {
 		return fmt.Sprintf("p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms", s.P50, s.P99, s.P999, s.Max)
 	}
-	non2xx := "0"
-	if len(r.Non2xx) > 0 {
+	counts := func(m map[string]int64, skip string) string {
 		var parts []string
-		for k, v := range r.Non2xx {
-			parts = append(parts, fmt.Sprintf("%s: %d", k, v))
+		for k, v := range m {
+			if k != skip {
+				parts = append(parts, fmt.Sprintf("%s: %d", k, v))
+			}
+		}
+		if len(parts) == 0 {
+			return "0"
 		}
 		slices.Sort(parts)
-		non2xx = strings.Join(parts, ", ")
+		return strings.Join(parts, ", ")
+	}
+	mode := fmt.Sprintf("closed loop, %d in flight", r.Concurrency)
+	sent := fmt.Sprintf("%d in %.2fs (%.1f/s)", r.Sent, r.SendSeconds, r.OfferedPerSec)
+	notAccepted := []string{"ingest non-2xx", counts(r.Non2xx, "")}
+	ingestLat, e2eLat := lat(r.Ingest), lat(r.EndToEnd)
+	switch r.Mode {
+	case "open":
+		mode = fmt.Sprintf("open loop, %g/s for %gs (at most %d in flight)", r.Rate, r.Duration, r.Concurrency)
+	case "external":
+		mode = "sent by another tool"
+		sent = fmt.Sprintf("%d written, %d received by the hub (the first after %.2fs)", r.Written, r.Sent, r.WaitedSeconds)
+		notAccepted = []string{"ingest not accepted", counts(r.Inbound, metrics.InboundAccepted)}
+		ingestLat, e2eLat = "reported by the sender", "not measured (the sender is another tool)"
 	}
 	rss := "not measured"
 	if r.HubPeakRSSBytes > 0 {
@@ -594,11 +662,11 @@ func printBenchReport(c *apiClient, r *benchReport) error {
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	for _, row := range [][2]string{
 		{"run", fmt.Sprintf("%s %s, %s, %d deliveries per sale", r.Provider, r.Event, mode, 2*r.Endpoints)},
-		{"sent", fmt.Sprintf("%d in %.2fs (%.1f/s)", r.Sent, r.SendSeconds, r.OfferedPerSec)},
-		{"ingest accepted", fmt.Sprintf("%d (%.1f/s)", r.Accepted, r.AcceptedPerSec)},
-		{"ingest non-2xx", non2xx},
-		{"ingest latency", lat(r.Ingest)},
-		{"end-to-end latency", lat(r.EndToEnd)},
+		{"sent", sent},
+		{"ingest accepted", fmt.Sprintf("%d (%.1f/s over %.2fs)", r.Accepted, r.AcceptedPerSec, r.SendSeconds)},
+		{notAccepted[0], notAccepted[1]},
+		{"ingest latency", ingestLat},
+		{"end-to-end latency", e2eLat},
 		{"conversions completed", strconv.FormatInt(r.Completed, 10)},
 		{"deliveries", fmt.Sprintf("%d of %d (%.1f/s)", r.DeliveriesReceived, r.DeliveriesExpected, r.DeliveriesPerSec)},
 		{"duplicates", strconv.FormatInt(r.Duplicates, 10)},

@@ -212,11 +212,12 @@ type hubMetrics struct {
 	sqlStatements float64
 	sqlDialect    string // the dialect with statements
 	cpuSeconds    float64
+	inbound       map[string]float64 // webhooks received at /in by outcome, all providers
 }
 
 // scrapeMetrics reads /metrics of the hub at base.
 func scrapeMetrics(ctx context.Context, client *http.Client, base string) (hubMetrics, error) {
-	var m hubMetrics
+	m := hubMetrics{inbound: map[string]float64{}}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
@@ -257,6 +258,10 @@ func scrapeMetrics(ctx context.Context, client *http.Client, base string) (hubMe
 			}
 		case name == "process_cpu_seconds_total":
 			m.cpuSeconds = v
+		case strings.HasPrefix(name, "partnerhub_inbound_webhooks_total{"):
+			_, o, _ := strings.Cut(name, `outcome="`)
+			o, _, _ = strings.Cut(o, `"`)
+			m.inbound[o] += v
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -53,22 +53,23 @@ type benchTracker struct {
 	endpoints int   // endpoints subscribed
 	all       uint8 // the delivery bits of a complete sale
 
-	mu           sync.Mutex
-	sales        []benchSale
-	byPayment    map[uint64]int32
-	byConversion map[uint64]int32
-	parked       map[uint64]uint8 // commission bits of conversions not known yet
-	sent         int64
-	answered     int64
-	accepted     int64
-	statuses     map[string]int64 // non-2xx answers by status, "error" for failed requests
-	received     int64            // distinct deliveries of sales
-	duplicates   int64
-	unmatched    int64 // deliveries of no sale the bench sent
-	pings        int64
-	other        int64 // other event types
-	badSignature int64
-	lastDelivery time.Duration
+	mu            sync.Mutex
+	sales         []benchSale
+	byPayment     map[uint64]int32
+	byConversion  map[uint64]int32
+	parked        map[uint64]uint8 // commission bits of conversions not known yet
+	sent          int64
+	answered      int64
+	accepted      int64
+	statuses      map[string]int64 // non-2xx answers by status, "error" for failed requests
+	received      int64            // distinct deliveries of sales
+	duplicates    int64
+	unmatched     int64 // deliveries of no sale the bench sent
+	pings         int64
+	other         int64 // other event types
+	badSignature  int64
+	firstDelivery time.Duration
+	lastDelivery  time.Duration
 	// outstanding is the deliveries accepted sales still lack.
 	outstanding int64
 }
@@ -191,6 +192,9 @@ func (t *benchTracker) mark(i int32, b uint8, at time.Duration) {
 		t.outstanding--
 	}
 	t.lastDelivery = max(t.lastDelivery, at)
+	if t.firstDelivery == 0 || at < t.firstDelivery {
+		t.firstDelivery = at
+	}
 	if s.got == t.all {
 		t.e2e.Record(at - s.sent)
 	}
