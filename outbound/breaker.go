@@ -107,6 +107,7 @@ type endpointState struct {
 	// lineTimer holds back those whose wait ends first.
 	line      []*waiter
 	lineTimer *time.Timer
+	lineWake  time.Time // when lineTimer fires; zero once it has
 
 	// pace is the moving average of the endpoint's attempt durations
 	// (nanoseconds; 0 until one is timed): how long an attempt keeps a
@@ -244,6 +245,7 @@ type waiter struct {
 func (d *Dispatcher) release(es *endpointState, limit int64) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
+	d.expireLine(es, time.Now())
 	if len(es.line) > 0 && es.inFlight.Load() <= limit {
 		w := d.popLine(es)
 		d.resume(func() { d.runWaiter(es, w) })
@@ -293,31 +295,61 @@ func (d *Dispatcher) joinLine(es *endpointState, w *waiter, wait time.Duration) 
 	w.deadline = time.Now().Add(wait)
 	es.line = append(es.line, w)
 	d.lineTotal.Add(1)
-	if es.lineTimer == nil {
-		es.lineTimer = time.AfterFunc(wait, func() { d.lineExpired(es) })
-	} else if len(es.line) == 1 {
-		es.lineTimer.Reset(wait)
-	}
+	d.armLine(es, w.deadline)
 	return lineJoined
 }
 
+// armLine makes the line timer of es fire by at. es.mu is held.
+func (d *Dispatcher) armLine(es *endpointState, at time.Time) {
+	switch {
+	case es.lineTimer == nil:
+		es.lineTimer = time.AfterFunc(time.Until(at), func() { d.lineExpired(es) })
+	case es.lineWake.IsZero() || at.Before(es.lineWake):
+		es.lineTimer.Reset(time.Until(at))
+	default:
+		return
+	}
+	es.lineWake = at
+}
+
 // lineExpired holds back the waiters of es whose wait has ended, and sets
-// the timer for the next one.
+// the timer for the next deadline. Waiters' deadlines need not follow
+// their order in line: each attempt's own time to end by bounds its wait.
 func (d *Dispatcher) lineExpired(es *endpointState) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	now := time.Now()
-	for len(es.line) > 0 && !es.line[0].deadline.After(now) {
-		w := d.popLine(es)
-		d.resume(func() { d.holdWaiter(es, w) })
-	}
+	es.lineWake = time.Time{}
+	d.expireLine(es, time.Now())
 	if len(es.line) > 0 {
-		es.lineTimer.Reset(es.line[0].deadline.Sub(now))
+		next := es.line[0].deadline
+		for _, w := range es.line[1:] {
+			if w.deadline.Before(next) {
+				next = w.deadline
+			}
+		}
+		d.armLine(es, next)
 	}
 }
 
+// expireLine takes the waiters whose wait has ended by now out of the
+// line of es, whose mu is held, and holds them back.
+func (d *Dispatcher) expireLine(es *endpointState, now time.Time) {
+	kept := es.line[:0]
+	for _, w := range es.line {
+		if w.deadline.After(now) {
+			kept = append(kept, w)
+			continue
+		}
+		d.lineTotal.Add(-1)
+		d.resume(func() { d.holdWaiter(es, w) })
+	}
+	clear(es.line[len(kept):])
+	es.line = kept
+}
+
 // dropLines empties every line (Close): their rows are pending and due,
-// and the sweeper queues them. It returns how many it dropped.
+// and the sweeper queues them. It returns how many first attempts of
+// DeliverNew it dropped.
 func (d *Dispatcher) dropLines() int {
 	d.lineClosed.Store(true)
 	dropped := 0
@@ -325,8 +357,9 @@ func (d *Dispatcher) dropLines() int {
 		es := v.(*endpointState)
 		es.mu.Lock()
 		for len(es.line) > 0 {
-			d.popLine(es)
-			dropped++
+			if w := d.popLine(es); !w.queued {
+				dropped++
+			}
 		}
 		if es.lineTimer != nil {
 			es.lineTimer.Stop()

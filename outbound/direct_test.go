@@ -714,6 +714,45 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		b.withinLimit(t, 1)
 	})
 
+	t.Run("a waiter whose time runs out first is held back on time", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		// A first attempt may wait about 8 s; behind it, a queued attempt
+		// due 7.5 s ago may wait only half a second (it must end within
+		// 10 s of being due, and may take 2).
+		first := joinLine(t, d, f)
+		late := f.another(t)
+		if _, err := f.st.DeferDeliveries(context.Background(), []string{late}, []int{0}, []time.Time{time.Now().Add(-7500 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Deliver(context.Background(), late, 1); err != nil {
+			t.Fatal(err)
+		}
+		if n := outbound.InLine(d, f.endpoint.ID); n != 2 {
+			t.Fatalf("%d wait for the endpoint, want 2", n)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for outbound.InLine(d, f.endpoint.ID) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 3 s, %d wait for the endpoint; the late attempt's time ran out after 0.5 s", outbound.InLine(d, f.endpoint.ID))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// Held back by the dispatcher's clock (base), without an attempt.
+		waitHeld := time.Now().Add(5 * time.Second)
+		for {
+			del := f.byID(t, late)
+			if del.Attempts == 0 && del.NextAttemptAt.Before(base.Add(time.Hour)) {
+				break
+			}
+			if time.Now().After(waitHeld) {
+				t.Fatalf("late attempt: %d attempts, next %v; want held back from %v", del.Attempts, del.NextAttemptAt, base)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(b.release)
+		servedInLine(t, f, q, first)
+	})
+
 	t.Run("a queued attempt past its time to wait is held back", func(t *testing.T) {
 		f, b, _, d := setup(t, time.Minute)
 		// Due 9 s ago: with a 2 s timeout it must end within 10 s of

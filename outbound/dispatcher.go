@@ -498,7 +498,11 @@ func (d *Dispatcher) deliverNew(f fresh) {
 func (d *Dispatcher) runWaiter(es *endpointState, w *waiter) {
 	defer d.resumedDone()
 	ctx, now := d.directCtx, d.now()
-	g, h, err := d.admitTaken(ctx, es, w.ep, w.del.ID+":"+strconv.Itoa(w.attempt), w.limit, now, false)
+	// A queued attempt waits for a request slot, as its task would have,
+	// but not past its deadline; a first attempt never does.
+	actx, cancel := context.WithDeadline(ctx, w.deadline)
+	g, h, err := d.admitTaken(actx, es, w.ep, w.del.ID+":"+strconv.Itoa(w.attempt), w.limit, now, w.queued)
+	cancel()
 	switch {
 	case err != nil:
 	case g == nil:
@@ -519,7 +523,7 @@ func (d *Dispatcher) holdWaiter(es *endpointState, w *waiter) {
 
 // waiterDone ends the attempt of a waiter with err, as directDone does; the
 // task of an attempt that was queued is done already, so a failed one is
-// queued again.
+// queued again, once that task's id is free (requeueDelay).
 func (d *Dispatcher) waiterDone(w *waiter, err error) {
 	if !w.queued {
 		d.directDone(w.del.ID, err)
@@ -528,12 +532,8 @@ func (d *Dispatcher) waiterDone(w *waiter, err error) {
 	if err == nil {
 		return
 	}
-	d.log.Debug("attempt that waited in line not made; queueing it", "delivery_id", w.del.ID, "attempt", w.attempt, "error", err)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.q.EnqueueDelivery(ctx, w.del.ID, w.attempt, d.now()); err != nil {
-		d.log.Warn("queueing delivery; the sweeper will", "delivery_id", w.del.ID, "error", err)
-	}
+	d.log.Debug("attempt that waited in line not made; queueing it again", "delivery_id", w.del.ID, "attempt", w.attempt, "error", err)
+	d.requeueLater(w.del.ID, w.attempt, d.now(), d.requeueDelay)
 }
 
 // resume runs f for a waiter that left the line of es, whose mu is held

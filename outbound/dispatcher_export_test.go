@@ -31,8 +31,8 @@ func Closing(d *Dispatcher) bool {
 	return d.waitClosed
 }
 
-// SetSlotWait changes how long a first attempt waits for a busy
-// endpoint's slot at most (50 ms in production).
+// SetSlotWait changes how long an attempt waits in a busy endpoint's line
+// at most (1 s in production).
 func SetSlotWait(d *Dispatcher, v time.Duration) { d.slotWait = v }
 
 // InLine returns how many first attempts wait for a slot of an endpoint.
