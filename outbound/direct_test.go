@@ -593,6 +593,19 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		}
 		return ids
 	}
+	// deliverDue writes a delivery to f's endpoint, due ago, and makes its
+	// attempt as its queue task would.
+	deliverDue := func(t *testing.T, d *outbound.Dispatcher, f *fixture, ago time.Duration) string {
+		t.Helper()
+		id := f.another(t)
+		if _, err := f.st.DeferDeliveries(context.Background(), []string{id}, []int{0}, []time.Time{time.Now().Add(-ago)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Deliver(context.Background(), id, 1); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
 	// joinLine is joinLineAt for the only one in line.
 	joinLine := func(t *testing.T, d *outbound.Dispatcher, f *fixture) string {
 		t.Helper()
@@ -720,13 +733,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		// due 7.5 s ago may wait only half a second (it must end within
 		// 10 s of being due, and may take 2).
 		first := joinLine(t, d, f)
-		late := f.another(t)
-		if _, err := f.st.DeferDeliveries(context.Background(), []string{late}, []int{0}, []time.Time{time.Now().Add(-7500 * time.Millisecond)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Deliver(context.Background(), late, 1); err != nil {
-			t.Fatal(err)
-		}
+		late := deliverDue(t, d, f, 7500*time.Millisecond)
 		if n := outbound.InLine(d, f.endpoint.ID); n != 2 {
 			t.Fatalf("%d wait for the endpoint, want 2", n)
 		}
@@ -757,13 +764,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		f, b, _, d := setup(t, time.Minute)
 		// Due 9 s ago: with a 2 s timeout it must end within 10 s of
 		// that, no time left to wait.
-		late := f.another(t)
-		if _, err := f.st.DeferDeliveries(context.Background(), []string{late}, []int{0}, []time.Time{time.Now().Add(-9 * time.Second)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Deliver(context.Background(), late, 1); err != nil {
-			t.Fatal(err)
-		}
+		late := deliverDue(t, d, f, 9*time.Second)
 		if n := outbound.InLine(d, f.endpoint.ID); n != 0 {
 			t.Errorf("%d wait for the endpoint, want 0", n)
 		}
