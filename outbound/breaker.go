@@ -245,7 +245,7 @@ type waiter struct {
 func (d *Dispatcher) release(es *endpointState, limit int64) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	d.expireLine(es, time.Now())
+	d.expireDue(es, time.Now())
 	if len(es.line) > 0 && es.inFlight.Load() <= limit {
 		w := d.popLine(es)
 		d.resume(func() { d.runWaiter(es, w) })
@@ -312,14 +312,24 @@ func (d *Dispatcher) armLine(es *endpointState, at time.Time) {
 	es.lineWake = at
 }
 
-// lineExpired holds back the waiters of es whose wait has ended, and sets
-// the timer for the next deadline. Waiters' deadlines need not follow
-// their order in line: each attempt's own time to end by bounds its wait.
+// lineExpired is the line timer of es.
 func (d *Dispatcher) lineExpired(es *endpointState) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
+	d.expireDue(es, time.Now())
+}
+
+// expireDue holds back the waiters of es (whose mu is held) whose wait
+// has ended, once the earliest deadline has come, and sets the timer for
+// the next. Waiters' deadlines need not follow their order in line: each
+// attempt's own time to end by bounds its wait. Until the earliest
+// deadline it costs nothing, so every freed slot can call it.
+func (d *Dispatcher) expireDue(es *endpointState, now time.Time) {
+	if es.lineWake.IsZero() || es.lineWake.After(now) {
+		return
+	}
 	es.lineWake = time.Time{}
-	d.expireLine(es, time.Now())
+	d.expireLine(es, now)
 	if len(es.line) > 0 {
 		next := es.line[0].deadline
 		for _, w := range es.line[1:] {
