@@ -224,7 +224,7 @@ func failureOutcome(ctx context.Context, err error) string {
 	case errors.Is(err, hub.ErrUnavailable):
 		return metrics.InboundUnavailable
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		return metrics.InboundClientGone
+		return metrics.InboundCanceled
 	}
 	return metrics.InboundError
 }

@@ -42,7 +42,8 @@ func StatusOf(code string) int {
 }
 
 // StatusClientClosedRequest is the status logged for a request whose
-// client went away before the answer (nginx's 499): no one reads it.
+// context ended before the answer (nginx's 499): the client went away, or
+// the server's read deadline passed. No one reads it.
 const StatusClientClosedRequest = 499
 
 // Problem is an RFC 9457 problem details document.
@@ -66,8 +67,11 @@ func WriteProblem(c echo.Context, err error) error {
 		return writeProblem(c, Problem{Type: "about:blank", Title: http.StatusText(he.Code), Status: he.Code, Detail: msg})
 	}
 	if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
-		// The client hung up before the answer: nothing failed on our
-		// side, and the status only reaches the access log.
+		// The request's context ended before the answer: the client hung
+		// up, or the server's read deadline passed while the request
+		// waited. No one reads the answer; a warning, not an error, says
+		// what was abandoned and after how long.
+		slog.WarnContext(c.Request().Context(), "request canceled before its answer", "method", c.Request().Method, "path", c.Path(), "error", err)
 		return writeProblem(c, Problem{Type: "about:blank", Title: "Client Closed Request", Status: StatusClientClosedRequest})
 	}
 	code := ErrorCode(err)

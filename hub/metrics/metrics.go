@@ -32,7 +32,7 @@ const (
 	InboundBadRequest    = "bad_request"    // the body could not be read: 400
 	InboundUnknownSource = "unknown_source" // 404
 	InboundUnavailable   = "unavailable"    // the database is down: 503
-	InboundClientGone    = "client_gone"    // the sender hung up before the answer: nothing acknowledged
+	InboundCanceled      = "canceled"       // the request ended before the answer (sender gone, read deadline): 499, nothing acknowledged
 	InboundError         = "error"          // any other failure: 500
 )
 
