@@ -60,11 +60,14 @@ runs on 127.0.0.1, then sends one new signed sale per webhook: as fast as
 --duration (latency counted from each send's scheduled time).
 
 With --requests-out FILE the bench sends nothing: it writes --events
-signed sales to FILE, one request per line in vegeta's JSON target format
-(and FILE.wrk.lua, a wrk script that sends each line once), then measures
-the hub while another load generator sends them. The sales it expects are
-the ones the hub counts as accepted in /metrics; ingest latency is the
-sender's to report.
+signed sales to FILE, one request per line in vegeta's JSON target format,
+the same requests raw to FILE.wrk, and FILE.wrk.lua, a wrk script that
+sends each request of FILE.wrk once; then it measures the hub while
+another load generator sends them. The sales it expects are the ones the
+hub counts as accepted in /metrics; ingest latency is the sender's to
+report. The run ends 3 s after the last accepted webhook once every
+accepted sale is delivered, or after --drain-timeout without progress
+(from the moment the files are written).
 
 A sale is complete when both its conversion.created and its
 commission.created events have reached every endpoint with a valid
@@ -206,6 +209,11 @@ func runBench(ctx context.Context, c *apiClient, cfg benchConfig, stderr io.Writ
 		fmt.Fprintln(stderr, "bench: the hub's process is not visible: hub CPU comes from /metrics, peak RSS is not measured (pass --hub-pid)")
 	}
 
+	if cfg.requestsOut != "" {
+		if err := removeBenchRequests(cfg.requestsOut); err != nil {
+			return err
+		}
+	}
 	tr := newBenchTracker(n, cfg.endpoints, time.Now())
 	rcv, err := startBenchReceiver(cfg.listen, tr)
 	if err != nil {

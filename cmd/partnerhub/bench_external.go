@@ -6,8 +6,10 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"net/url"
@@ -113,11 +115,29 @@ func writeBenchRequests(path string, t benchTarget, tr *benchTracker, n int) err
 	return nil
 }
 
+// removeBenchRequests removes the files of an earlier --requests-out run
+// at path, so that nothing sends them while this run sets up.
+func removeBenchRequests(path string) error {
+	for _, name := range []string{path, path + ".wrk", path + ".wrk.lua"} {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("--requests-out: %w", err)
+		}
+	}
+	return nil
+}
+
 // runBenchExternal writes the run's webhooks for another load generator
 // and measures the hub while that tool sends them: the hub's own count of
 // accepted webhooks says which sales to expect at the receiver.
 func runBenchExternal(ctx context.Context, c *apiClient, cfg benchConfig, t benchTarget, tr *benchTracker, rep *benchReport, stderr io.Writer) error {
 	n := cfg.events
+	// The first readings come before the files exist: a tool that starts
+	// when they appear sends nothing the readings miss.
+	m, err := startBenchMeasure(ctx, t.httpc, t.base, &cfg, stderr)
+	if err != nil {
+		return err
+	}
+	tr.start = time.Now()
 	if err := writeBenchRequests(cfg.requestsOut, t, tr, n); err != nil {
 		return err
 	}
@@ -133,11 +153,6 @@ func runBenchExternal(ctx context.Context, c *apiClient, cfg benchConfig, t benc
 	fmt.Fprintf(stderr, "bench: waiting for them; the run ends %s after the hub accepts its last one and every accepted sale is delivered, or after %s without progress\n",
 		benchQuiet, cfg.drainTimeout)
 
-	m, err := startBenchMeasure(ctx, t.httpc, t.base, &cfg, stderr)
-	if err != nil {
-		return err
-	}
-	tr.start = time.Now()
 	var (
 		accepted, seen  int64 // accepted webhooks: now, and at the first reading that had any
 		firstAt, lastAt time.Time

@@ -178,7 +178,9 @@ func TestBenchRequestsOut(t *testing.T) {
 
 // TestBenchWrkScript runs the wrk script the bench writes, in a Lua
 // interpreter with wrk's calls: two threads share the requests, each sent
-// once in order; a thread whose share is sent idles its connections.
+// once in order (wrk's check of the first thread's request before the run
+// is not one of them); a thread whose share is sent idles its
+// connections.
 func TestBenchWrkScript(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sales.jsonl")
 	src := &hub.Source{ID: "src_wrk", ProgramID: hub.DefaultProgramID, Provider: "stripe", Secret: "whsec_" + strings.Repeat("cd", 16)}
@@ -243,6 +245,13 @@ func TestBenchWrkScript(t *testing.T) {
 			v := L.Get(-1)
 			L.Pop(1)
 			return v
+		}
+		if i == 0 {
+			// wrk checks that the first thread's request parses, once,
+			// before the run.
+			if got := call("request").String(); got != string(raws[0]) {
+				t.Errorf("the check got %.40q, want the first request", got)
+			}
 		}
 		// Thread i sends requests i, i+2, i+4, ...
 		for k := i; k < len(raws); k += threads {

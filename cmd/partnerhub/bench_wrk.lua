@@ -19,7 +19,10 @@ function setup(thread)
   setups = setups + 1
 end
 
-local requests, sent = {}, 0
+-- checked is false on the first thread until wrk has made the one call
+-- of request() that checks the request parses, before the run: that call
+-- is given the first request without counting it as sent.
+local requests, sent, checked = {}, 0, true
 
 -- init reads the thread's share; args[0] is the URL.
 function init(args)
@@ -28,6 +31,7 @@ function init(args)
     error("name the requests file and wrk's -t after --: wrk -tT ... -s FILE.wrk.lua URL -- FILE.wrk T")
   end
   local index = share_index or 0
+  checked = index ~= 0
   if index >= count then
     error("wrk runs more threads than the " .. count .. " named after the file: pass wrk's -t after it")
   end
@@ -56,7 +60,8 @@ function init(args)
   f:close()
 end
 
--- delay holds a connection for an hour once the thread's share is sent.
+-- delay holds a connection for an hour once the thread's share is sent
+-- (wrk asks before every request, a connection's first included).
 function delay()
   if sent < #requests then
     return 0
@@ -64,10 +69,13 @@ function delay()
   return 3600000
 end
 
--- request hands out the thread's share in order. A connection's first
--- request comes without a delay: with more connections than requests, the
--- ones left over ask for the hub's health instead.
+-- request hands out the thread's share in order; past it (only if wrk
+-- did not wait as delay asks), the hub's health check.
 function request()
+  if not checked then
+    checked = true
+    return requests[1] or wrk.format("GET", "/healthz", {}, nil)
+  end
   sent = sent + 1
   return requests[sent] or wrk.format("GET", "/healthz", {}, nil)
 end
