@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -65,15 +64,7 @@ func (a *API) Mount(g *echo.Group) {
 }
 
 func (a *API) audit(c echo.Context, action, resource, id string, before, after any) error {
-	k := Caller(c)
-	e := &AuditEntry{ID: NewID("aud"), ProgramID: k.ProgramID, KeyID: k.ID, Action: action, Resource: resource, ResourceID: id}
-	if before != nil {
-		e.Before, _ = json.Marshal(before)
-	}
-	if after != nil {
-		e.After, _ = json.Marshal(after)
-	}
-	return a.st.Audit(c.Request().Context(), e)
+	return auditChange(c, a.st, action, resource, id, before, after)
 }
 
 func (a *API) getProgram(c echo.Context) error {

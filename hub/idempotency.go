@@ -31,9 +31,10 @@ type IdempotencyStore interface {
 // and the same request (method, path and body) gets that answer again,
 // with Idempotent-Replayed: true, and changes nothing. Reusing a key for a
 // different request is refused (422), and so is a retry while the first
-// request is still running (409). A server error (5xx), or a request
-// whose context ended before its answer (499), is not kept, so the request
-// can be retried with the same key. Keys are scoped to the
+// request is still running (409). Once begun, a request with a key runs
+// to its end even if its client hangs up, so that its answer is kept and
+// a retry replays it instead of doing the work again. A server error
+// (5xx) is not kept, so the request can be retried with the same key. Keys are scoped to the
 // caller's program. It must run after Auth.
 func Idempotency(st IdempotencyStore) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
@@ -82,6 +83,7 @@ func Idempotency(st IdempotencyStore) echo.MiddlewareFunc {
 			}
 			rec := &recordingWriter{ResponseWriter: c.Response().Writer}
 			c.Response().Writer = rec
+			c.SetRequest(req.WithContext(context.WithoutCancel(ctx)))
 			herr := next(c)
 			if herr != nil {
 				// Write the error now, so that its answer is what is kept.
@@ -90,7 +92,7 @@ func Idempotency(st IdempotencyStore) echo.MiddlewareFunc {
 			// The claim is settled even if the client has gone.
 			sctx := context.WithoutCancel(ctx)
 			status := c.Response().Status
-			if status >= 500 || status == StatusClientClosedRequest || !c.Response().Committed {
+			if status >= 500 || !c.Response().Committed {
 				if err := st.ReleaseIdempotent(sctx, k.ProgramID, key); err != nil {
 					slog.ErrorContext(ctx, "releasing idempotency key", "error", err)
 				}

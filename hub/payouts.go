@@ -376,7 +376,9 @@ func csvText(s string) string {
 	return s
 }
 
-// auditChange records a change made through the API.
+// auditChange records a change made through the API. The change is
+// committed already: its record is written even if the client has hung
+// up meanwhile.
 func auditChange(c echo.Context, st Store, action, resource, id string, before, after any) error {
 	k := Caller(c)
 	e := &AuditEntry{ID: NewID("aud"), ProgramID: k.ProgramID, KeyID: k.ID, Action: action, Resource: resource, ResourceID: id}
@@ -386,5 +388,5 @@ func auditChange(c echo.Context, st Store, action, resource, id string, before, 
 	if after != nil {
 		e.After, _ = json.Marshal(after)
 	}
-	return st.Audit(c.Request().Context(), e)
+	return st.Audit(context.WithoutCancel(c.Request().Context()), e)
 }

@@ -141,6 +141,7 @@ func runBenchExternal(ctx context.Context, c *apiClient, cfg benchConfig, t benc
 	if err := writeBenchRequests(cfg.requestsOut, t, tr, n); err != nil {
 		return err
 	}
+	written := time.Now() // the wait for the sender starts here
 	rep.Mode, rep.Written, rep.Concurrency = "external", int64(n), 0
 	u, _ := url.Parse(t.base)
 	fmt.Fprintf(stderr, "bench: wrote %d signed %s webhooks to %s; send each once, for example\n"+
@@ -158,8 +159,8 @@ func runBenchExternal(ctx context.Context, c *apiClient, cfg benchConfig, t benc
 		firstAt, lastAt time.Time
 		got             int64
 		per             = int64(2 * cfg.endpoints)
-		progressAt      = tr.start
-		changedAt       = tr.start
+		progressAt      = written
+		changedAt       = written
 		readErrors      = 0
 	)
 	poll := time.NewTicker(200 * time.Millisecond)
@@ -221,7 +222,7 @@ func runBenchExternal(ctx context.Context, c *apiClient, cfg benchConfig, t benc
 		rep.Sent += v
 	}
 	if !firstAt.IsZero() {
-		rep.WaitedSeconds = round3(firstAt.Sub(tr.start).Seconds())
+		rep.WaitedSeconds = round3(firstAt.Sub(written).Seconds())
 	}
 	if lastAt.After(firstAt) {
 		// Between the first and the last reading that saw new webhooks:
