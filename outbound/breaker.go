@@ -233,9 +233,10 @@ type waiter struct {
 	evt      *hub.Event
 	ep       *hub.Endpoint
 	attempt  int
-	queued   bool      // a queue task brought it (else DeliverNew did)
-	limit    int64     // the endpoint's concurrency limit when it joined
-	deadline time.Time // when it stops waiting and is held back
+	queued   bool          // a queue task brought it (else DeliverNew did)
+	wait     time.Duration // how long it may wait: none when not positive
+	limit    int64         // the endpoint's concurrency limit when it joined
+	deadline time.Time     // when it stops waiting and is held back
 }
 
 // release frees a concurrency slot of es: it passes to the oldest first
@@ -271,13 +272,18 @@ const (
 	lineJoined         // the attempt waits in line
 )
 
-// joinLine puts an attempt at an endpoint at its limit in the endpoint's
-// line, to wait at most wait for a slot, when the endpoint frees slots
-// fast enough: at its pace (untimedPace until an attempt is timed), the
-// slot of the last one in line should come within wait. It refuses when
-// the line, or all lines of the dispatcher, are full. A slot that came
-// free meanwhile is taken at once.
-func (d *Dispatcher) joinLine(es *endpointState, w *waiter, wait time.Duration) int {
+// joinLine puts an attempt at an endpoint at its limit (w.limit) in the
+// endpoint's line, to wait at most w.wait for a slot, when the endpoint
+// frees slots fast enough: at its pace (untimedPace until an attempt is
+// timed), the slot of the last one in line should come within the wait.
+// It refuses when the attempt may not wait, or the line, or all lines of
+// the dispatcher, are full. A slot that came free meanwhile is taken at
+// once. Only a waiter that joins is copied to the heap.
+func (d *Dispatcher) joinLine(es *endpointState, w waiter) int {
+	wait := w.wait
+	if wait <= 0 {
+		return lineRefused
+	}
 	pace := time.Duration(es.pace.Load())
 	if pace <= 0 {
 		pace = untimedPace
@@ -292,10 +298,11 @@ func (d *Dispatcher) joinLine(es *endpointState, w *waiter, wait time.Duration) 
 		pace*time.Duration(n+1)/time.Duration(w.limit) > wait {
 		return lineRefused
 	}
-	w.deadline = time.Now().Add(wait)
-	es.line = append(es.line, w)
+	joined := w
+	joined.deadline = time.Now().Add(wait)
+	es.line = append(es.line, &joined)
 	d.lineTotal.Add(1)
-	d.armLine(es, w.deadline)
+	d.armLine(es, joined.deadline)
 	return lineJoined
 }
 
@@ -389,11 +396,11 @@ type hold struct {
 // admit lets an attempt of del to ep through, or says how long to hold it
 // back. It waits for the dispatcher-wide concurrency limit (shared fairly
 // by all endpoints, each capped by its own limit first) only if wait:
-// otherwise a full dispatcher is errHandOver. A first attempt w at a busy
-// endpoint may instead wait in its line, at most slotWait (see joinLine):
+// otherwise a full dispatcher is errHandOver. At a busy endpoint the
+// attempt w may instead wait in its line, at most w.wait (see joinLine):
 // admit then returns errInLine, and the attempt goes on when a slot
 // passes to it.
-func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time, wait bool, w *waiter, slotWait time.Duration) (*grant, hold, error) {
+func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpoint, key string, now time.Time, wait bool, w waiter) (*grant, hold, error) {
 	if es.cb.State() == gobreaker.StateOpen {
 		return nil, d.breakerHold(es, ep, gobreaker.ErrOpenState, now), nil
 	}
@@ -402,11 +409,8 @@ func (d *Dispatcher) admit(ctx context.Context, es *endpointState, ep *hub.Endpo
 		limit = int64(d.endpointMaxInFlight)
 	}
 	if !es.take(limit) {
-		if w == nil || slotWait <= 0 {
-			return nil, d.busyHold(es, limit, d.now()), nil
-		}
 		w.limit = limit
-		switch d.joinLine(es, w, slotWait) {
+		switch d.joinLine(es, w) {
 		case lineJoined:
 			return nil, hold{}, errInLine
 		case lineRefused:

@@ -119,9 +119,8 @@ type Config struct {
 	MaxInFlight int
 	// EndpointMaxInFlight is the concurrency limit of endpoints without
 	// MaxInFlight: an attempt over it is held back until its turn at the
-	// endpoint's pace, without using an attempt (a first attempt made at
-	// once may first wait in the endpoint's line: see joinLine). Zero means
-	// 10.
+	// endpoint's pace, without using an attempt (it may first wait in the
+	// endpoint's line: see joinLine). Zero means 10.
 	EndpointMaxInFlight int
 	// MaxBatch bounds how many deliveries (or first attempts' endpoints)
 	// one query loads or holds back, and how many attempts one statement
@@ -184,9 +183,9 @@ type Dispatcher struct {
 	sem       chan struct{}
 	endpoints sync.Map // endpoint id → *endpointState
 
-	// First attempts waiting in their endpoints' lines (see joinLine):
-	// how many (at most maxLines), whether Close has emptied the lines,
-	// and the goroutines started for those that left a line.
+	// Attempts waiting in their endpoints' lines (see joinLine): how many
+	// (at most maxLines), whether Close has emptied the lines, and the
+	// goroutines started for those that left a line.
 	lineTotal  atomic.Int64
 	maxLines   int64
 	lineClosed atomic.Bool
@@ -639,12 +638,9 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 	if direct && left < 0 {
 		return errHandOver
 	}
-	var w *waiter
-	if left > 0 {
-		w = &waiter{del: del, evt: evt, ep: ep, attempt: attempt, queued: !direct}
-	}
+	w := waiter{del: del, evt: evt, ep: ep, attempt: attempt, queued: !direct, wait: min(d.slotWait, left)}
 	es := d.endpoint(ep.ID)
-	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, w, min(d.slotWait, left))
+	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, w)
 	if errors.Is(err, errInLine) {
 		return err
 	}
