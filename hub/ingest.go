@@ -108,9 +108,9 @@ type ingestGroup struct {
 	linger, pace time.Duration
 	gather       int
 	pacer        groupcommit.Pacer
-	// gathered, while a commit waits for company, is closed when gather
-	// are pending.
-	gathered chan struct{}
+	// company, while a commit waits for it, is filled when gather are
+	// pending.
+	company groupcommit.Company
 }
 
 // submit stores req.ev, batched with concurrent requests, and queues its
@@ -126,9 +126,8 @@ func (g *ingestGroup) submit(ctx context.Context, req *ingestReq) {
 		g.pacer.Arrived(now, g.pace)
 	}
 	g.pending = append(g.pending, req)
-	if g.gathered != nil && len(g.pending) >= g.gather {
-		close(g.gathered)
-		g.gathered = nil
+	if len(g.pending) >= g.gather {
+		g.company.Fill()
 	}
 	if !g.committing {
 		g.committing = true
@@ -147,20 +146,12 @@ func (g *ingestGroup) submit(ctx context.Context, req *ingestReq) {
 // waitForCompany waits until gather requests are pending or linger has
 // passed; mu is held, and released meanwhile.
 func (g *ingestGroup) waitForCompany() {
-	gathered := make(chan struct{})
-	g.gathered = gathered
+	full := g.company.Start()
 	linger := g.linger
 	g.mu.Unlock()
-	t := time.NewTimer(linger)
-	select {
-	case <-t.C:
-	case <-gathered:
-	}
-	t.Stop()
+	groupcommit.WaitForCompany(full, linger)
 	g.mu.Lock()
-	if g.gathered == gathered {
-		g.gathered = nil
-	}
+	g.company.End(full)
 }
 
 // take removes up to maxIngestBatch pending requests; mu is held.

@@ -55,8 +55,8 @@ type Batcher[T, R any] struct {
 	pending []*batchCall[T, R]
 	last    time.Time // when the last batch that ran items ended
 	pacer   Pacer     // with Pace
-	// full, while a batch lingers, is closed when Max calls wait.
-	full chan struct{}
+	// company, while a batch lingers, is filled when Max calls wait.
+	company Company
 }
 
 type batchCall[T, R any] struct {
@@ -84,13 +84,12 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 	}
 	b.pending = append(b.pending, c)
 	// While a batch lingers, calls join it instead of starting another.
-	lead := b.running < max(b.Runners, 1) && b.full == nil
+	lead := b.running < max(b.Runners, 1) && !b.company.Waiting()
 	if lead {
 		b.running++
 	}
-	if b.full != nil && len(b.pending) >= max(b.Max, 1) {
-		close(b.full)
-		b.full = nil
+	if len(b.pending) >= max(b.Max, 1) {
+		b.company.Fill()
 	}
 	b.mu.Unlock()
 	for {
@@ -114,6 +113,47 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) R {
 // steady load after a quiet spell brings the average down within a few
 // dozen calls.
 const gapCap = 10
+
+// Company is the wait of a batch's first call for company: it waits
+// until enough calls are pending (Fill) or a linger passes. The caller
+// serializes Waiting, Start, Fill and End with its own lock, and calls
+// WaitForCompany without it.
+type Company struct{ full chan struct{} }
+
+// Waiting reports whether a wait is under way.
+func (c *Company) Waiting() bool { return c.full != nil }
+
+// Start begins a wait; what it returns goes to WaitForCompany and End.
+func (c *Company) Start() chan struct{} {
+	c.full = make(chan struct{})
+	return c.full
+}
+
+// Fill ends the wait under way, if any: enough calls are pending.
+func (c *Company) Fill() {
+	if c.full != nil {
+		close(c.full)
+		c.full = nil
+	}
+}
+
+// End forgets the wait full once it is over (Fill may have ended it).
+func (c *Company) End(full chan struct{}) {
+	if c.full == full {
+		c.full = nil
+	}
+}
+
+// WaitForCompany waits until the wait full is filled or linger has
+// passed.
+func WaitForCompany(full chan struct{}, linger time.Duration) {
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-full:
+	}
+}
 
 // Pacer follows the pace of calls, for a batch to wait for company only
 // while calls keep coming (see Batcher.Pace). The zero value is ready;
@@ -184,22 +224,14 @@ func (b *Batcher[T, R]) runBatch(ctx context.Context) {
 	if b.Linger > 0 {
 		b.mu.Lock()
 		var full chan struct{}
-		if b.full == nil && len(b.pending) > 0 && len(b.pending) < max(b.Max, 1) && b.steady() {
-			full = make(chan struct{})
-			b.full = full
+		if !b.company.Waiting() && len(b.pending) > 0 && len(b.pending) < max(b.Max, 1) && b.steady() {
+			full = b.company.Start()
 		}
 		b.mu.Unlock()
 		if full != nil {
-			t := time.NewTimer(b.Linger)
-			select {
-			case <-t.C:
-			case <-full:
-			}
-			t.Stop()
+			WaitForCompany(full, b.Linger)
 			b.mu.Lock()
-			if b.full == full {
-				b.full = nil
-			}
+			b.company.End(full)
 			b.mu.Unlock()
 		}
 	}
