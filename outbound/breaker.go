@@ -72,6 +72,10 @@ const (
 	// maxSlotWait bounds how long a first attempt made at once waits for
 	// its busy endpoint to free a slot (see joinLine).
 	maxSlotWait = time.Second
+	// endpointFresh is how old the endpoint row an attempt that waited in
+	// line sends with may be: older, it is read again (see
+	// freshEndpoint).
+	endpointFresh = 100 * time.Millisecond
 	// maxLine bounds an endpoint's line of first attempts waiting for a
 	// slot.
 	maxLine = 10_000
@@ -113,6 +117,50 @@ type endpointState struct {
 	// (nanoseconds; 0 until one is timed): how long an attempt keeps a
 	// slot.
 	pace atomic.Int64
+
+	// seen is the newest read of the endpoint, for the attempts waiting
+	// in its line (see freshEndpoint). It is set under mu while the line
+	// has attempts and cleared when it empties, so that the row's secrets
+	// are not kept longer than its attempts need them.
+	seen atomic.Pointer[seenEndpoint]
+}
+
+// seenEndpoint is a read of an endpoint: its row, or the error that
+// came instead (hub.ErrNotFound once deleted), and when the read began.
+// The row is at least as new as the database was then. The row is
+// shared: nothing may change it.
+type seenEndpoint struct {
+	ep  *hub.Endpoint
+	err error
+	at  time.Time
+}
+
+// seenGrain is how much newer than the kept read another must be to
+// replace it: keeping the older one only makes a waiter read sooner.
+const seenGrain = time.Millisecond
+
+// sawInLine keeps s as the endpoint's newest read (see saw) while
+// attempts wait in its line.
+func (es *endpointState) sawInLine(s *seenEndpoint) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if len(es.line) > 0 {
+		es.saw(s)
+	}
+}
+
+// saw keeps s as the endpoint's newest read unless one at most seenGrain
+// older is kept. es.mu is held, and the line is not empty.
+func (es *endpointState) saw(s *seenEndpoint) {
+	for {
+		cur := es.seen.Load()
+		if cur != nil && s.at.Sub(cur.at) < seenGrain {
+			return
+		}
+		if es.seen.CompareAndSwap(cur, s) {
+			return
+		}
+	}
 }
 
 // timed adds the duration of an attempt to the endpoint's pace, a moving
@@ -232,6 +280,7 @@ type waiter struct {
 	del      *hub.Delivery // the attempt's own copy
 	evt      *hub.Event
 	ep       *hub.Endpoint
+	read     time.Time // when the read of ep began
 	attempt  int
 	queued   bool          // a queue task brought it (else DeliverNew did)
 	wait     time.Duration // how long it may wait: none when not positive
@@ -262,6 +311,9 @@ func (d *Dispatcher) popLine(es *endpointState) *waiter {
 	es.line[0] = nil
 	es.line = es.line[1:]
 	d.lineTotal.Add(-1)
+	if len(es.line) == 0 {
+		es.seen.Store(nil)
+	}
 	return w
 }
 
@@ -296,6 +348,9 @@ func (d *Dispatcher) joinLine(es *endpointState, w waiter) int {
 	n := int64(len(es.line))
 	if n >= maxLine || d.lineTotal.Load() >= d.maxLines || d.lineClosed.Load() ||
 		pace*time.Duration(n+1)/time.Duration(w.limit) > wait {
+		if n > 0 { // its read is news for those in line
+			es.saw(&seenEndpoint{ep: w.ep, at: w.read})
+		}
 		return lineRefused
 	}
 	joined := w
@@ -303,6 +358,7 @@ func (d *Dispatcher) joinLine(es *endpointState, w waiter) int {
 	es.line = append(es.line, &joined)
 	d.lineTotal.Add(1)
 	d.armLine(es, joined.deadline)
+	es.saw(&seenEndpoint{ep: w.ep, at: w.read})
 	return lineJoined
 }
 
@@ -362,6 +418,9 @@ func (d *Dispatcher) expireLine(es *endpointState, now time.Time) {
 	}
 	clear(es.line[len(kept):])
 	es.line = kept
+	if len(es.line) == 0 {
+		es.seen.Store(nil)
+	}
 }
 
 // dropLines empties every line (Close): their rows are pending and due,

@@ -463,6 +463,19 @@ func (s *readCountingStore) DeliveryEndpoints(ctx context.Context, ids []string)
 	return s.Store.DeliveryEndpoints(ctx, ids)
 }
 
+// switchedEndpointsStore cannot read endpoints while down.
+type switchedEndpointsStore struct {
+	outbound.Store
+	down *atomic.Bool
+}
+
+func (s *switchedEndpointsStore) DeliveryEndpoints(ctx context.Context, ids []string) ([]*hub.Endpoint, error) {
+	if s.down.Load() {
+		return nil, fmt.Errorf("loading endpoints: %w", hub.ErrUnavailable)
+	}
+	return s.Store.DeliveryEndpoints(ctx, ids)
+}
+
 // endpointsDownStore cannot read endpoints.
 type endpointsDownStore struct{ outbound.Store }
 
@@ -488,9 +501,9 @@ func wantNothingQueued(t *testing.T, q *fakeQueue) {
 // until released while blocking is set, and keeps the most requests it
 // had under way at once.
 type busyEndpoint struct {
-	blocking          atomic.Bool
-	arrived, release  chan struct{}
-	underWay, maxSeen atomic.Int32
+	blocking                 atomic.Bool
+	arrived, release         chan struct{}
+	underWay, maxSeen, total atomic.Int32
 }
 
 func newBusyEndpoint() *busyEndpoint {
@@ -498,6 +511,7 @@ func newBusyEndpoint() *busyEndpoint {
 }
 
 func (b *busyEndpoint) handle(w http.ResponseWriter, r *http.Request) {
+	b.total.Add(1)
 	n := b.underWay.Add(1)
 	defer b.underWay.Add(-1)
 	for {
@@ -530,7 +544,9 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 	// the default) whose endpoints take limit requests at a time, with
 	// limit first attempts under way that hold f's endpoint until
 	// b.release is closed; f.delivery is the first of them.
-	setupLimit := func(t *testing.T, slotWait time.Duration, limit, maxInFlight int) (*fixture, *busyEndpoint, *fakeQueue, *outbound.Dispatcher) {
+	// setupStore is setupLimit with the dispatcher's store wrapped by
+	// wrap.
+	setupStore := func(t *testing.T, slotWait time.Duration, limit, maxInFlight int, wrap func(outbound.Store) outbound.Store) (*fixture, *busyEndpoint, *fakeQueue, *outbound.Dispatcher) {
 		t.Helper()
 		b := newBusyEndpoint()
 		rc := newReceiver(t, b.handle)
@@ -538,7 +554,11 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		q := &fakeQueue{}
 		cfg := testConfig(&clock{t: base}, localClient(t))
 		cfg.DirectWithin, cfg.EndpointMaxInFlight, cfg.MaxInFlight = 10*time.Second, limit, maxInFlight
-		d, err := outbound.New(cfg, f.st, q)
+		var st outbound.Store = f.st
+		if wrap != nil {
+			st = wrap(st)
+		}
+		d, err := outbound.New(cfg, st, q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -559,6 +579,10 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		}
 		b.blocking.Store(false)
 		return f, b, q, d
+	}
+	setupLimit := func(t *testing.T, slotWait time.Duration, limit, maxInFlight int) (*fixture, *busyEndpoint, *fakeQueue, *outbound.Dispatcher) {
+		t.Helper()
+		return setupStore(t, slotWait, limit, maxInFlight, nil)
 	}
 	// setup is setupLimit with a limit of one.
 	setup := func(t *testing.T, slotWait time.Duration) (*fixture, *busyEndpoint, *fakeQueue, *outbound.Dispatcher) {
@@ -611,22 +635,26 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		t.Helper()
 		return joinLineAt(t, d, f, 1)
 	}
-	// waitSucceeded waits until delivery id has succeeded.
-	waitSucceeded := func(t *testing.T, f *fixture, id string) {
+	// waitStatus waits until delivery id has status, and returns it.
+	waitStatus := func(t *testing.T, f *fixture, id, status string) *hub.Delivery {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			del := f.byID(t, id)
-			if del.Status == hub.DeliverySucceeded {
-				if del.Attempts != 1 {
-					t.Errorf("delivery %s succeeded after %d attempts, want 1", id, del.Attempts)
-				}
-				return
+			if del.Status == status {
+				return del
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("delivery %s: status %q, %d attempts; want succeeded", id, del.Status, del.Attempts)
+				t.Fatalf("delivery %s: status %q, %d attempts; want %s", id, del.Status, del.Attempts, status)
 			}
 			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// waitSucceeded waits until delivery id has succeeded.
+	waitSucceeded := func(t *testing.T, f *fixture, id string) {
+		t.Helper()
+		if del := waitStatus(t, f, id, hub.DeliverySucceeded); del.Attempts != 1 {
+			t.Errorf("delivery %s succeeded after %d attempts, want 1", id, del.Attempts)
 		}
 	}
 	notQueued := func(t *testing.T, q *fakeQueue, id string) {
@@ -725,6 +753,175 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		close(b.release)
 		servedInLine(t, f, q, queued, fresh)
 		b.withinLimit(t, 1)
+	})
+
+	// slotsFree waits until f's endpoint has no attempt under way or in
+	// line.
+	slotsFree := func(t *testing.T, d *outbound.Dispatcher, f *fixture) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for outbound.InLine(d, f.endpoint.ID) != 0 || outbound.InFlight(d, f.endpoint.ID) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d in line and %d slots taken at the endpoint, want none",
+					outbound.InLine(d, f.endpoint.ID), outbound.InFlight(d, f.endpoint.ID))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// wantQueuedUnsent waits until the waiting attempt of delivery id is
+	// queued without a request (the endpoint got only the one under way
+	// when it joined), and its slot is free; the delivery is pending, with
+	// no attempt used.
+	wantQueuedUnsent := func(t *testing.T, f *fixture, b *busyEndpoint, q *fakeQueue, d *outbound.Dispatcher, id string) {
+		t.Helper()
+		waitQueued(t, q, id)
+		slotsFree(t, d, f)
+		if n := b.total.Load(); n != 1 {
+			t.Errorf("the endpoint got %d requests, want only the one under way when the waiter joined", n)
+		}
+		if del := f.byID(t, id); del.Status != hub.DeliveryPending || del.Attempts != 0 {
+			t.Errorf("delivery: status %q, %d attempts; want pending, 0", del.Status, del.Attempts)
+		}
+	}
+	// waitDisabledFailure waits until delivery id has failed, and checks
+	// that it failed for its disabled endpoint.
+	waitDisabledFailure := func(t *testing.T, f *fixture, id string) {
+		t.Helper()
+		if del := waitStatus(t, f, id, hub.DeliveryFailed); errorClass(del.LastError) != "endpoint_disabled" {
+			t.Errorf("delivery failed with %q, want endpoint_disabled", del.LastError)
+		}
+	}
+	// modify changes f's endpoint in the database.
+	modify := func(t *testing.T, f *fixture, change func(*hub.Endpoint)) {
+		t.Helper()
+		if _, err := f.st.ModifyEndpoint(context.Background(), hub.DefaultProgramID, f.endpoint.ID, func(ep *hub.Endpoint) error {
+			change(ep)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("a waiter sends to the endpoint as it is when its turn comes", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		outbound.SetEndpointFresh(d, 0)
+		second := joinLine(t, d, f)
+		moved := newReceiver(t, reply(204, ""))
+		modify(t, f, func(ep *hub.Endpoint) { ep.URL = moved.URL })
+		close(b.release)
+		servedInLine(t, f, q, second)
+		if n := len(moved.Requests()); n != 1 {
+			t.Errorf("the endpoint's new URL got %d requests, want the waiter's", n)
+		}
+		if n := b.total.Load(); n != 1 {
+			t.Errorf("the endpoint's old URL got %d requests, want only the one under way when it moved", n)
+		}
+	})
+
+	t.Run("a waiter whose endpoint was disabled meanwhile sends nothing", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		outbound.SetEndpointFresh(d, 0)
+		second := joinLine(t, d, f)
+		modify(t, f, func(ep *hub.Endpoint) { ep.Enabled, ep.DisabledReason = false, "disabled by an operator" })
+		close(b.release)
+		waitDisabledFailure(t, f, second)
+		if n := b.total.Load(); n != 1 {
+			t.Errorf("the endpoint got %d requests, want only the one under way when it was disabled", n)
+		}
+		notQueued(t, q, second)
+		// The waiter's slot is free again: once enabled, the endpoint takes
+		// the next attempt at once.
+		modify(t, f, func(ep *hub.Endpoint) { ep.Enabled, ep.DisabledReason = true, "" })
+		next := f.another(t)
+		d.DeliverNew(f.fresh(t, next))
+		servedInLine(t, f, q, next)
+	})
+
+	t.Run("a waiter whose endpoint was deleted meanwhile is dropped", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		outbound.SetEndpointFresh(d, 0)
+		joinLine(t, d, f)
+		if err := f.st.DeleteEndpoint(context.Background(), hub.DefaultProgramID, f.endpoint.ID); err != nil {
+			t.Fatal(err)
+		}
+		close(b.release)
+		slotsFree(t, d, f)
+		if n := b.total.Load(); n != 1 {
+			t.Errorf("the endpoint got %d requests, want only the one under way when it was deleted", n)
+		}
+		wantNothingQueued(t, q)
+	})
+
+	t.Run("a queued waiter whose endpoint was disabled meanwhile sends nothing", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		outbound.SetEndpointFresh(d, 0)
+		queued := f.another(t)
+		if err := d.Deliver(context.Background(), queued, 1); err != nil {
+			t.Fatal(err)
+		}
+		if n := outbound.InLine(d, f.endpoint.ID); n != 1 {
+			t.Fatalf("%d wait for the endpoint, want the queued attempt", n)
+		}
+		modify(t, f, func(ep *hub.Endpoint) { ep.Enabled, ep.DisabledReason = false, "disabled by an operator" })
+		close(b.release)
+		waitDisabledFailure(t, f, queued)
+		slotsFree(t, d, f)
+		if n := b.total.Load(); n != 1 {
+			t.Errorf("the endpoint got %d requests, want only the one under way when it was disabled", n)
+		}
+		notQueued(t, q, queued)
+	})
+
+	t.Run("a waiter whose endpoint cannot be read is queued, not sent", func(t *testing.T) {
+		var down atomic.Bool
+		f, b, q, d := setupStore(t, time.Minute, 1, 0, func(s outbound.Store) outbound.Store {
+			return &switchedEndpointsStore{Store: s, down: &down}
+		})
+		outbound.SetEndpointFresh(d, 0)
+		waiting := joinLine(t, d, f)
+		down.Store(true)
+		close(b.release)
+		wantQueuedUnsent(t, f, b, q, d, waiting)
+	})
+
+	t.Run("a waiter whose endpoint's timeout no longer fits is held back", func(t *testing.T) {
+		f, b, q, d := setup(t, time.Minute)
+		outbound.SetEndpointFresh(d, 0)
+		waiting := joinLine(t, d, f)
+		// The attempt must end within 10 s of the row becoming due: a 60-s
+		// timeout, set while it waited, no longer fits.
+		modify(t, f, func(ep *hub.Endpoint) { ep.TimeoutMS = 60_000 })
+		close(b.release)
+		wantQueuedUnsent(t, f, b, q, d, waiting)
+	})
+
+	t.Run("a waiter reads its endpoint again only when its row is old", func(t *testing.T) {
+		var st *readCountingStore
+		f, b, q, d := setupStore(t, time.Minute, 1, 0, func(s outbound.Store) outbound.Store {
+			st = &readCountingStore{Store: s}
+			return st
+		})
+		outbound.SetEndpointFresh(d, time.Minute)
+		second := joinLine(t, d, f)
+		// The endpoint moves; an attempt that comes after reads it as it
+		// is now, and the waiter before it sends with that row too.
+		moved := newReceiver(t, reply(204, ""))
+		modify(t, f, func(ep *hub.Endpoint) { ep.URL = moved.URL })
+		third := joinLineAt(t, d, f, 2)
+		reads := st.endpoints.Load()
+		close(b.release)
+		servedInLine(t, f, q, second, third)
+		if n := st.endpoints.Load(); n != reads {
+			t.Errorf("the waiters read the endpoint %d more times, want none", n-reads)
+		}
+		if n := len(moved.Requests()); n != 2 {
+			t.Errorf("the endpoint's new URL got %d requests, want both waiters'", n)
+		}
+		// With the line empty, the dispatcher keeps no row of the endpoint
+		// (nor its secrets) for it.
+		if outbound.KeepsRow(d, f.endpoint.ID) {
+			t.Error("the endpoint's row is kept after its line emptied")
+		}
 	})
 
 	t.Run("a waiter whose time runs out first is held back on time", func(t *testing.T) {

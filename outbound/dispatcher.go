@@ -200,9 +200,11 @@ type Dispatcher struct {
 	localHold time.Duration
 	// slotWait is maxSlotWait, or what a test sets.
 	slotWait time.Duration
-	mu       sync.Mutex
-	timers   map[*time.Timer]struct{}
-	requeues sync.WaitGroup
+	// endpointFresh is endpointFresh, or what a test sets.
+	endpointFresh time.Duration
+	mu            sync.Mutex
+	timers        map[*time.Timer]struct{}
+	requeues      sync.WaitGroup
 }
 
 // errStopping is returned by Deliver when its context ends before the
@@ -348,6 +350,7 @@ func New(cfg Config, st Store, q hub.Queue) (*Dispatcher, error) {
 		requeueDelay:        250 * time.Millisecond,
 		localHold:           5 * time.Second,
 		slotWait:            maxSlotWait,
+		endpointFresh:       endpointFresh,
 		maxLines:            64 * int64(cfg.MaxInFlight),
 		timers:              make(map[*time.Timer]struct{}),
 	}, nil
@@ -507,9 +510,67 @@ func (d *Dispatcher) runWaiter(es *endpointState, w *waiter) {
 	case g == nil:
 		err = d.holdBack(ctx, w.del, w.ep, w.attempt, now, h, !w.queued)
 	default:
-		err = d.sendAndConclude(ctx, g, w.del, w.evt, w.ep, w.attempt, now)
+		err = d.sendFresh(ctx, es, g, w, now)
 	}
 	d.waiterDone(w, err)
+}
+
+// errNotSent ends the grant of an admitted attempt that sends nothing.
+var errNotSent = errors.New("the attempt was not sent")
+
+// sendFresh makes the attempt of w, admitted by g, to its endpoint as it
+// is now (see freshEndpoint): its URL, secrets, headers, timeout and rate
+// limit, or nothing if it was disabled or deleted while w waited. The
+// concurrency limit w joined under stays until the line is empty.
+func (d *Dispatcher) sendFresh(ctx context.Context, es *endpointState, g *grant, w *waiter, now time.Time) error {
+	ep, reread, err := d.freshEndpoint(ctx, es, w)
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		// Deleted while it waited: its deliveries went with it.
+		g.done(result{canceled: errNotSent})
+		return nil
+	case err != nil:
+		g.done(result{canceled: errNotSent})
+		return fmt.Errorf("loading endpoint %s of delivery %s: %w", w.ep.ID, w.del.ID, err)
+	case !ep.Enabled:
+		g.done(result{canceled: errNotSent})
+		return d.conclude(ctx, w.del, ep, w.attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
+	case reread && ctx.Err() != nil:
+		// The read outlasted the worker (Close).
+		g.done(result{canceled: errNotSent})
+		return fmt.Errorf("delivering %s: %w", w.del.ID, errStopping)
+	case reread && d.tooLate(w.del, ep):
+		// The read took the time the attempt had to end within.
+		g.done(result{canceled: errNotSent})
+		return d.holdBack(ctx, w.del, ep, w.attempt, now, d.busyHold(es, w.limit, now), !w.queued)
+	}
+	return d.sendAndConclude(ctx, g, w.del, w.evt, ep, w.attempt, now)
+}
+
+// tooLate says whether an attempt of del to ep started now would end
+// after directWithin of the row becoming due, when the sweeper may queue
+// it again.
+func (d *Dispatcher) tooLate(del *hub.Delivery, ep *hub.Endpoint) bool {
+	return del.NextAttemptAt != nil && d.directWithin > 0 &&
+		d.directWithin-time.Since(*del.NextAttemptAt)-d.endpointTimeout(ep) < 0
+}
+
+// freshEndpoint returns the endpoint of w as it is now, within
+// d.endpointFresh: the row w was read with, or a newer read of another
+// attempt (a row, or the error that came instead), or else it reads the
+// endpoint again (reread).
+func (d *Dispatcher) freshEndpoint(ctx context.Context, es *endpointState, w *waiter) (ep *hub.Endpoint, reread bool, err error) {
+	if s := es.seen.Load(); s != nil && s.at.After(w.read) {
+		if time.Since(s.at) <= d.endpointFresh {
+			return s.ep, false, s.err
+		}
+	} else if time.Since(w.read) <= d.endpointFresh {
+		return w.ep, false, nil
+	}
+	read := time.Now()
+	r := d.loadEndpoint.Do(ctx, w.ep.ID)
+	es.sawInLine(&seenEndpoint{ep: r.ep, err: r.err, at: read})
+	return r.ep, true, r.err
 }
 
 // holdWaiter holds back the attempt of w, whose wait in the line of es
@@ -579,6 +640,7 @@ func (d *Dispatcher) directDone(id string, err error) {
 // back), or the worker stopped before it was made, so that the queue
 // retries the task.
 func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int) error {
+	read := time.Now()
 	t := d.load.Do(ctx, deliveryID)
 	del, evt, ep, err := t.d, t.e, t.ep, t.err
 	if errors.Is(err, hub.ErrNotFound) {
@@ -593,7 +655,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 			"attempt", attempt, "status", del.Status, "attempts", del.Attempts)
 		return nil
 	}
-	if err := d.attempt(ctx, del, evt, ep, attempt, false); !errors.Is(err, errInLine) {
+	if err := d.attempt(ctx, del, evt, ep, read, attempt, false); !errors.Is(err, errInLine) {
 		return err
 	}
 	return nil // the attempt waits in line: its task is done
@@ -604,6 +666,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string, attempt int
 // now.
 func (d *Dispatcher) deliverFresh(ctx context.Context, f fresh) error {
 	del := *f.d // the attempt updates its copy
+	read := time.Now()
 	r := d.loadEndpoint.Do(ctx, del.EndpointID)
 	if errors.Is(r.err, hub.ErrNotFound) {
 		// Deleted since: its deliveries went with it.
@@ -613,20 +676,25 @@ func (d *Dispatcher) deliverFresh(ctx context.Context, f fresh) error {
 	if r.err != nil {
 		return fmt.Errorf("loading endpoint %s of delivery %s: %w", del.EndpointID, del.ID, r.err)
 	}
-	return d.attempt(ctx, &del, f.e, r.ep, 1, true)
+	return d.attempt(ctx, &del, f.e, r.ep, read, 1, true)
 }
 
-// attempt makes attempt number attempt of del. direct is when DeliverNew
+// attempt makes attempt number attempt of del to ep, whose read began at
+// read. direct is when DeliverNew
 // took the delivery: the attempt must end within directWithin of the row
 // becoming due (when the sweeper starts counting) and may not wait for a
 // request slot, or errHandOver is returned before it is made; at its busy
 // endpoint it may join the endpoint's line, to wait up to slotWait for a
 // slot, and return errInLine.
-func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Event, ep *hub.Endpoint, attempt int, direct bool) error {
+func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Event, ep *hub.Endpoint, read time.Time, attempt int, direct bool) error {
 	now := d.now()
 	if !ep.Enabled {
+		if v, ok := d.endpoints.Load(ep.ID); ok { // news for the attempts in its line
+			v.(*endpointState).sawInLine(&seenEndpoint{ep: ep, at: read})
+		}
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
+	es := d.endpoint(ep.ID)
 	// What is left of directWithin, from when the row became due, once
 	// the attempt's timeout is counted: a direct attempt must end within
 	// it (the sweeper leaves the row alone that long), and any attempt
@@ -638,8 +706,7 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 	if direct && left < 0 {
 		return errHandOver
 	}
-	w := waiter{del: del, evt: evt, ep: ep, attempt: attempt, queued: !direct, wait: min(d.slotWait, left)}
-	es := d.endpoint(ep.ID)
+	w := waiter{del: del, evt: evt, ep: ep, read: read, attempt: attempt, queued: !direct, wait: min(d.slotWait, left)}
 	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, w)
 	if errors.Is(err, errInLine) {
 		return err

@@ -42,3 +42,18 @@ func InLine(d *Dispatcher, endpointID string) int {
 	defer es.mu.Unlock()
 	return len(es.line)
 }
+
+// SetEndpointFresh changes how old the endpoint row an attempt that
+// waited in line sends with may be (100 ms in production).
+func SetEndpointFresh(d *Dispatcher, v time.Duration) { d.endpointFresh = v }
+
+// InFlight returns how many slots of an endpoint are taken.
+func InFlight(d *Dispatcher, endpointID string) int64 {
+	return d.endpoint(endpointID).inFlight.Load()
+}
+
+// KeepsRow reports whether the dispatcher keeps a read of an endpoint for
+// the attempts in its line.
+func KeepsRow(d *Dispatcher, endpointID string) bool {
+	return d.endpoint(endpointID).seen.Load() != nil
+}
