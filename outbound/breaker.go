@@ -135,31 +135,22 @@ type seenEndpoint struct {
 	at  time.Time
 }
 
-// seenGrain is how much newer than the kept read another must be to
-// replace it: keeping the older one only makes a waiter read sooner.
-const seenGrain = time.Millisecond
-
-// sawInLine keeps s as the endpoint's newest read (see saw) while
-// attempts wait in its line.
-func (es *endpointState) sawInLine(s *seenEndpoint) {
+// sawInLine keeps a read of the endpoint (see saw) while attempts wait
+// in its line.
+func (es *endpointState) sawInLine(ep *hub.Endpoint, err error, at time.Time) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
 	if len(es.line) > 0 {
-		es.saw(s)
+		es.saw(ep, err, at)
 	}
 }
 
-// saw keeps s as the endpoint's newest read unless one at most seenGrain
-// older is kept. es.mu is held, and the line is not empty.
-func (es *endpointState) saw(s *seenEndpoint) {
-	for {
-		cur := es.seen.Load()
-		if cur != nil && s.at.Sub(cur.at) < seenGrain {
-			return
-		}
-		if es.seen.CompareAndSwap(cur, s) {
-			return
-		}
+// saw keeps the read of the endpoint that began at at, its row ep or the
+// error err, as the newest unless a newer one is kept. es.mu is held, and
+// the line is not empty.
+func (es *endpointState) saw(ep *hub.Endpoint, err error, at time.Time) {
+	if cur := es.seen.Load(); cur == nil || at.After(cur.at) {
+		es.seen.Store(&seenEndpoint{ep: ep, err: err, at: at})
 	}
 }
 
@@ -349,7 +340,7 @@ func (d *Dispatcher) joinLine(es *endpointState, w waiter) int {
 	if n >= maxLine || d.lineTotal.Load() >= d.maxLines || d.lineClosed.Load() ||
 		pace*time.Duration(n+1)/time.Duration(w.limit) > wait {
 		if n > 0 { // its read is news for those in line
-			es.saw(&seenEndpoint{ep: w.ep, at: w.read})
+			es.saw(w.ep, nil, w.read)
 		}
 		return lineRefused
 	}
@@ -358,7 +349,7 @@ func (d *Dispatcher) joinLine(es *endpointState, w waiter) int {
 	es.line = append(es.line, &joined)
 	d.lineTotal.Add(1)
 	d.armLine(es, joined.deadline)
-	es.saw(&seenEndpoint{ep: w.ep, at: w.read})
+	es.saw(w.ep, nil, w.read)
 	return lineJoined
 }
 

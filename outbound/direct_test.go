@@ -791,6 +791,17 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 			t.Errorf("delivery failed with %q, want endpoint_disabled", del.LastError)
 		}
 	}
+	// waitersDone waits until no attempt that left a line is running.
+	waitersDone := func(t *testing.T, d *outbound.Dispatcher) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for outbound.Resumed(d) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d attempts that left a line still run", outbound.Resumed(d))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	// modify changes f's endpoint in the database.
 	modify := func(t *testing.T, f *fixture, change func(*hub.Endpoint)) {
 		t.Helper()
@@ -825,8 +836,12 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		modify(t, f, func(ep *hub.Endpoint) { ep.Enabled, ep.DisabledReason = false, "disabled by an operator" })
 		close(b.release)
 		waitDisabledFailure(t, f, second)
+		waitersDone(t, d)
 		if n := b.total.Load(); n != 1 {
 			t.Errorf("the endpoint got %d requests, want only the one under way when it was disabled", n)
+		}
+		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
+			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
 		}
 		notQueued(t, q, second)
 		// The waiter's slot is free again: once enabled, the endpoint takes
@@ -846,8 +861,12 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		}
 		close(b.release)
 		slotsFree(t, d, f)
+		waitersDone(t, d)
 		if n := b.total.Load(); n != 1 {
 			t.Errorf("the endpoint got %d requests, want only the one under way when it was deleted", n)
+		}
+		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
+			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
 		}
 		wantNothingQueued(t, q)
 	})
@@ -866,6 +885,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		close(b.release)
 		waitDisabledFailure(t, f, queued)
 		slotsFree(t, d, f)
+		waitersDone(t, d)
 		if n := b.total.Load(); n != 1 {
 			t.Errorf("the endpoint got %d requests, want only the one under way when it was disabled", n)
 		}
@@ -879,9 +899,13 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		})
 		outbound.SetEndpointFresh(d, 0)
 		waiting := joinLine(t, d, f)
+		due := f.byID(t, waiting).NextAttemptAt
 		down.Store(true)
 		close(b.release)
 		wantQueuedUnsent(t, f, b, q, d, waiting)
+		if next := f.byID(t, waiting).NextAttemptAt; next == nil || !next.Equal(*due) {
+			t.Errorf("next attempt at %v, want %v: queued as it was, not held back", next, due)
+		}
 	})
 
 	t.Run("a waiter whose endpoint's timeout no longer fits is held back", func(t *testing.T) {
@@ -890,9 +914,13 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		waiting := joinLine(t, d, f)
 		// The attempt must end within 10 s of the row becoming due: a 60-s
 		// timeout, set while it waited, no longer fits.
+		due := f.byID(t, waiting).NextAttemptAt
 		modify(t, f, func(ep *hub.Endpoint) { ep.TimeoutMS = 60_000 })
 		close(b.release)
 		wantQueuedUnsent(t, f, b, q, d, waiting)
+		if next := f.byID(t, waiting).NextAttemptAt; next == nil || next.Equal(*due) {
+			t.Errorf("next attempt at %v, still %v: want it held back to a new time", next, due)
+		}
 	})
 
 	t.Run("a waiter reads its endpoint again only when its row is old", func(t *testing.T) {

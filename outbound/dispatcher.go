@@ -499,50 +499,50 @@ func (d *Dispatcher) deliverNew(f fresh) {
 // it waited in line.
 func (d *Dispatcher) runWaiter(es *endpointState, w *waiter) {
 	defer d.resumedDone()
-	ctx, now := d.directCtx, d.now()
-	// A queued attempt waits for a request slot, as its task would have,
-	// but not past its deadline; a first attempt never does.
-	actx, cancel := context.WithDeadline(ctx, w.deadline)
-	g, h, err := d.admitTaken(actx, es, w.ep, w.del.ID+":"+strconv.Itoa(w.attempt), w.limit, now, w.queued)
-	cancel()
-	switch {
-	case err != nil:
-	case g == nil:
-		err = d.holdBack(ctx, w.del, w.ep, w.attempt, now, h, !w.queued)
-	default:
-		err = d.sendFresh(ctx, es, g, w, now)
-	}
-	d.waiterDone(w, err)
+	d.waiterDone(w, d.waiterAttempt(es, w))
 }
 
-// errNotSent ends the grant of an admitted attempt that sends nothing.
-var errNotSent = errors.New("the attempt was not sent")
-
-// sendFresh makes the attempt of w, admitted by g, to its endpoint as it
-// is now (see freshEndpoint): its URL, secrets, headers, timeout and rate
-// limit, or nothing if it was disabled or deleted while w waited. The
-// concurrency limit w joined under stays until the line is empty.
-func (d *Dispatcher) sendFresh(ctx context.Context, es *endpointState, g *grant, w *waiter, now time.Time) error {
-	ep, reread, err := d.freshEndpoint(ctx, es, w)
+// waiterAttempt makes the attempt of w, which holds a slot of es, to its
+// endpoint as it is now (see freshEndpoint): its URL, secrets, headers,
+// timeout and rate limit. It sends nothing, and frees the slot, when the
+// endpoint was deleted or disabled while w waited, cannot be read, or
+// (for a first attempt) now has a timeout that would end the attempt after
+// the time it must end by. All of that is settled before the attempt is
+// admitted, so that the endpoint's breaker counts only requests sent. The
+// concurrency limit w joined under stays.
+func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
+	ctx := d.directCtx
+	ep, err := d.freshEndpoint(ctx, es, w)
+	now := d.now()
 	switch {
 	case errors.Is(err, hub.ErrNotFound):
 		// Deleted while it waited: its deliveries went with it.
-		g.done(result{canceled: errNotSent})
+		d.release(es, w.limit)
 		return nil
 	case err != nil:
-		g.done(result{canceled: errNotSent})
+		d.release(es, w.limit)
 		return fmt.Errorf("loading endpoint %s of delivery %s: %w", w.ep.ID, w.del.ID, err)
 	case !ep.Enabled:
-		g.done(result{canceled: errNotSent})
+		d.release(es, w.limit)
 		return d.conclude(ctx, w.del, ep, w.attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
-	case reread && ctx.Err() != nil:
-		// The read outlasted the worker (Close).
-		g.done(result{canceled: errNotSent})
+	case ctx.Err() != nil:
+		// The worker is stopping (a read may outlast Close's wait).
+		d.release(es, w.limit)
 		return fmt.Errorf("delivering %s: %w", w.del.ID, errStopping)
-	case reread && d.tooLate(w.del, ep):
-		// The read took the time the attempt had to end within.
-		g.done(result{canceled: errNotSent})
-		return d.holdBack(ctx, w.del, ep, w.attempt, now, d.busyHold(es, w.limit, now), !w.queued)
+	case !w.queued && d.tooLate(w.del, ep):
+		d.release(es, w.limit)
+		return d.holdBack(ctx, w.del, ep, w.attempt, now, d.busyHold(es, w.limit, now), true)
+	}
+	// A queued attempt waits for a request slot, as its task would have,
+	// but not past its deadline; a first attempt never does.
+	actx, cancel := context.WithDeadline(ctx, w.deadline)
+	g, h, err := d.admitTaken(actx, es, ep, w.del.ID+":"+strconv.Itoa(w.attempt), w.limit, now, w.queued)
+	cancel()
+	switch {
+	case err != nil:
+		return err
+	case g == nil:
+		return d.holdBack(ctx, w.del, ep, w.attempt, now, h, !w.queued)
 	}
 	return d.sendAndConclude(ctx, g, w.del, w.evt, ep, w.attempt, now)
 }
@@ -556,21 +556,24 @@ func (d *Dispatcher) tooLate(del *hub.Delivery, ep *hub.Endpoint) bool {
 }
 
 // freshEndpoint returns the endpoint of w as it is now, within
-// d.endpointFresh: the row w was read with, or a newer read of another
-// attempt (a row, or the error that came instead), or else it reads the
-// endpoint again (reread).
-func (d *Dispatcher) freshEndpoint(ctx context.Context, es *endpointState, w *waiter) (ep *hub.Endpoint, reread bool, err error) {
+// d.endpointFresh: the row w was read with, or a newer read another
+// attempt made while w waited (a row, or hub.ErrNotFound), or else it
+// reads the endpoint again. A read that fails otherwise is the caller's
+// alone: the next waiter tries its own.
+func (d *Dispatcher) freshEndpoint(ctx context.Context, es *endpointState, w *waiter) (*hub.Endpoint, error) {
 	if s := es.seen.Load(); s != nil && s.at.After(w.read) {
 		if time.Since(s.at) <= d.endpointFresh {
-			return s.ep, false, s.err
+			return s.ep, s.err
 		}
 	} else if time.Since(w.read) <= d.endpointFresh {
-		return w.ep, false, nil
+		return w.ep, nil
 	}
 	read := time.Now()
 	r := d.loadEndpoint.Do(ctx, w.ep.ID)
-	es.sawInLine(&seenEndpoint{ep: r.ep, err: r.err, at: read})
-	return r.ep, true, r.err
+	if r.err == nil || errors.Is(r.err, hub.ErrNotFound) {
+		es.sawInLine(r.ep, r.err, read)
+	}
+	return r.ep, r.err
 }
 
 // holdWaiter holds back the attempt of w, whose wait in the line of es
@@ -690,11 +693,10 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 	now := d.now()
 	if !ep.Enabled {
 		if v, ok := d.endpoints.Load(ep.ID); ok { // news for the attempts in its line
-			v.(*endpointState).sawInLine(&seenEndpoint{ep: ep, at: read})
+			v.(*endpointState).sawInLine(ep, nil, read)
 		}
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
-	es := d.endpoint(ep.ID)
 	// What is left of directWithin, from when the row became due, once
 	// the attempt's timeout is counted: a direct attempt must end within
 	// it (the sweeper leaves the row alone that long), and any attempt
@@ -707,6 +709,7 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 		return errHandOver
 	}
 	w := waiter{del: del, evt: evt, ep: ep, read: read, attempt: attempt, queued: !direct, wait: min(d.slotWait, left)}
+	es := d.endpoint(ep.ID)
 	g, h, err := d.admit(ctx, es, ep, del.ID+":"+strconv.Itoa(attempt), now, !direct, w)
 	if errors.Is(err, errInLine) {
 		return err

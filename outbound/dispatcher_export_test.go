@@ -57,3 +57,12 @@ func InFlight(d *Dispatcher, endpointID string) int64 {
 func KeepsRow(d *Dispatcher, endpointID string) bool {
 	return d.endpoint(endpointID).seen.Load() != nil
 }
+
+// Resumed returns how many attempts that left a line are running.
+func Resumed(d *Dispatcher) int64 { return d.resumedN.Load() }
+
+// BreakerRequests returns how many requests an endpoint's breaker counts
+// in its current window.
+func BreakerRequests(d *Dispatcher, endpointID string) uint32 {
+	return d.endpoint(endpointID).cb.Counts().Requests
+}
