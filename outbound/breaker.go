@@ -495,13 +495,15 @@ func (d *Dispatcher) admitTaken(ctx context.Context, es *endpointState, ep *hub.
 
 // acquire takes a request slot, waiting for one if wait.
 func (d *Dispatcher) acquire(ctx context.Context, wait bool) error {
+	// A free slot is taken even when ctx has just ended (a waiter at its
+	// deadline): select would pick between the two at random.
+	select {
+	case d.sem <- struct{}{}:
+		return nil
+	default:
+	}
 	if !wait {
-		select {
-		case d.sem <- struct{}{}:
-			return nil
-		default:
-			return errHandOver
-		}
+		return errHandOver
 	}
 	select {
 	case d.sem <- struct{}{}:

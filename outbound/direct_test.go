@@ -463,14 +463,16 @@ func (s *readCountingStore) DeliveryEndpoints(ctx context.Context, ids []string)
 	return s.Store.DeliveryEndpoints(ctx, ids)
 }
 
-// switchedEndpointsStore cannot read endpoints while down.
+// switchedEndpointsStore cannot read endpoints while down, nor the
+// next fails times.
 type switchedEndpointsStore struct {
 	outbound.Store
-	down *atomic.Bool
+	down  *atomic.Bool
+	fails atomic.Int32
 }
 
 func (s *switchedEndpointsStore) DeliveryEndpoints(ctx context.Context, ids []string) ([]*hub.Endpoint, error) {
-	if s.down.Load() {
+	if s.down.Load() || s.fails.Add(-1) >= 0 {
 		return nil, fmt.Errorf("loading endpoints: %w", hub.ErrUnavailable)
 	}
 	return s.Store.DeliveryEndpoints(ctx, ids)
@@ -774,13 +776,19 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 	// no attempt used.
 	wantQueuedUnsent := func(t *testing.T, f *fixture, b *busyEndpoint, q *fakeQueue, d *outbound.Dispatcher, id string) {
 		t.Helper()
+		due := f.byID(t, id).NextAttemptAt
 		waitQueued(t, q, id)
 		slotsFree(t, d, f)
 		if n := b.total.Load(); n != 1 {
 			t.Errorf("the endpoint got %d requests, want only the one under way when the waiter joined", n)
 		}
-		if del := f.byID(t, id); del.Status != hub.DeliveryPending || del.Attempts != 0 {
-			t.Errorf("delivery: status %q, %d attempts; want pending, 0", del.Status, del.Attempts)
+		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
+			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
+		}
+		if del := f.byID(t, id); del.Status != hub.DeliveryPending || del.Attempts != 0 ||
+			del.NextAttemptAt == nil || !del.NextAttemptAt.Equal(*due) {
+			t.Errorf("delivery: status %q, %d attempts, next at %v; want pending, 0, %v (queued as it was, not held back)",
+				del.Status, del.Attempts, del.NextAttemptAt, due)
 		}
 	}
 	// waitDisabledFailure waits until delivery id has failed, and checks
@@ -886,6 +894,9 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		waitDisabledFailure(t, f, queued)
 		slotsFree(t, d, f)
 		waitersDone(t, d)
+		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
+			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
+		}
 		if n := b.total.Load(); n != 1 {
 			t.Errorf("the endpoint got %d requests, want only the one under way when it was disabled", n)
 		}
@@ -899,28 +910,36 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		})
 		outbound.SetEndpointFresh(d, 0)
 		waiting := joinLine(t, d, f)
-		due := f.byID(t, waiting).NextAttemptAt
 		down.Store(true)
 		close(b.release)
 		wantQueuedUnsent(t, f, b, q, d, waiting)
-		if next := f.byID(t, waiting).NextAttemptAt; next == nil || !next.Equal(*due) {
-			t.Errorf("next attempt at %v, want %v: queued as it was, not held back", next, due)
-		}
 	})
 
-	t.Run("a waiter whose endpoint's timeout no longer fits is held back", func(t *testing.T) {
+	t.Run("a failed read is not the next waiter's", func(t *testing.T) {
+		var down atomic.Bool
+		var st *switchedEndpointsStore
+		f, b, q, d := setupStore(t, time.Minute, 1, 0, func(s outbound.Store) outbound.Store {
+			st = &switchedEndpointsStore{Store: s, down: &down}
+			return st
+		})
+		outbound.SetEndpointFresh(d, 200*time.Millisecond)
+		inLine := fillLine(t, d, f, 3)
+		time.Sleep(250 * time.Millisecond) // their rows are old: each waiter reads again
+		st.fails.Store(1)
+		close(b.release)
+		waitQueued(t, q, inLine[0])
+		servedInLine(t, f, q, inLine[1:]...)
+	})
+
+	t.Run("a waiter whose endpoint's timeout no longer fits is queued, not sent", func(t *testing.T) {
 		f, b, q, d := setup(t, time.Minute)
 		outbound.SetEndpointFresh(d, 0)
 		waiting := joinLine(t, d, f)
 		// The attempt must end within 10 s of the row becoming due: a 60-s
 		// timeout, set while it waited, no longer fits.
-		due := f.byID(t, waiting).NextAttemptAt
 		modify(t, f, func(ep *hub.Endpoint) { ep.TimeoutMS = 60_000 })
 		close(b.release)
 		wantQueuedUnsent(t, f, b, q, d, waiting)
-		if next := f.byID(t, waiting).NextAttemptAt; next == nil || next.Equal(*due) {
-			t.Errorf("next attempt at %v, still %v: want it held back to a new time", next, due)
-		}
 	})
 
 	t.Run("a waiter reads its endpoint again only when its row is old", func(t *testing.T) {

@@ -505,9 +505,9 @@ func (d *Dispatcher) runWaiter(es *endpointState, w *waiter) {
 // waiterAttempt makes the attempt of w, which holds a slot of es, to its
 // endpoint as it is now (see freshEndpoint): its URL, secrets, headers,
 // timeout and rate limit. It sends nothing, and frees the slot, when the
-// endpoint was deleted or disabled while w waited, cannot be read, or
-// (for a first attempt) now has a timeout that would end the attempt after
-// the time it must end by. All of that is settled before the attempt is
+// endpoint was deleted or disabled while w waited, or cannot be read, or
+// (for a first attempt, which is then queued) now has a timeout that would
+// end the attempt after the time it must end by. All of that is settled before the attempt is
 // admitted, so that the endpoint's breaker counts only requests sent. The
 // concurrency limit w joined under stays.
 func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
@@ -530,8 +530,9 @@ func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
 		d.release(es, w.limit)
 		return fmt.Errorf("delivering %s: %w", w.del.ID, errStopping)
 	case !w.queued && d.tooLate(w.del, ep):
+		// As attempt hands over a first attempt whose timeout does not fit.
 		d.release(es, w.limit)
-		return d.holdBack(ctx, w.del, ep, w.attempt, now, d.busyHold(es, w.limit, now), true)
+		return errHandOver
 	}
 	// A queued attempt waits for a request slot, as its task would have,
 	// but not past its deadline; a first attempt never does.
