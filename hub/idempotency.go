@@ -34,8 +34,8 @@ type IdempotencyStore interface {
 // request is still running (409). Once begun, a request with a key runs
 // to its end even if its client hangs up, so that its answer is kept and
 // a retry replays it instead of doing the work again. A server error
-// (5xx) is not kept, so the request can be retried with the same key. Keys are scoped to the
-// caller's program. It must run after Auth.
+// (5xx) is not kept, so the request can be retried with the same key.
+// Keys are scoped to the caller's program. It must run after Auth.
 func Idempotency(st IdempotencyStore) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {

@@ -770,6 +770,17 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	// onlyFirstSent checks that f's endpoint got, and its breaker counted,
+	// only the request under way when the waiter joined its line.
+	onlyFirstSent := func(t *testing.T, b *busyEndpoint, d *outbound.Dispatcher, f *fixture) {
+		t.Helper()
+		if n := b.total.Load(); n != 1 {
+			t.Errorf("the endpoint got %d requests, want only the one under way when the waiter joined", n)
+		}
+		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
+			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
+		}
+	}
 	// wantQueuedUnsent waits until the waiting attempt of delivery id is
 	// queued without a request (the endpoint got only the one under way
 	// when it joined), and its slot is free; the delivery is pending, with
@@ -779,12 +790,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		due := f.byID(t, id).NextAttemptAt
 		waitQueued(t, q, id)
 		slotsFree(t, d, f)
-		if n := b.total.Load(); n != 1 {
-			t.Errorf("the endpoint got %d requests, want only the one under way when the waiter joined", n)
-		}
-		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
-			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
-		}
+		onlyFirstSent(t, b, d, f)
 		if del := f.byID(t, id); del.Status != hub.DeliveryPending || del.Attempts != 0 ||
 			del.NextAttemptAt == nil || !del.NextAttemptAt.Equal(*due) {
 			t.Errorf("delivery: status %q, %d attempts, next at %v; want pending, 0, %v (queued as it was, not held back)",
@@ -845,12 +851,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		close(b.release)
 		waitDisabledFailure(t, f, second)
 		waitersDone(t, d)
-		if n := b.total.Load(); n != 1 {
-			t.Errorf("the endpoint got %d requests, want only the one under way when it was disabled", n)
-		}
-		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
-			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
-		}
+		onlyFirstSent(t, b, d, f)
 		notQueued(t, q, second)
 		// The waiter's slot is free again: once enabled, the endpoint takes
 		// the next attempt at once.
@@ -870,12 +871,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		close(b.release)
 		slotsFree(t, d, f)
 		waitersDone(t, d)
-		if n := b.total.Load(); n != 1 {
-			t.Errorf("the endpoint got %d requests, want only the one under way when it was deleted", n)
-		}
-		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
-			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
-		}
+		onlyFirstSent(t, b, d, f)
 		wantNothingQueued(t, q)
 	})
 
@@ -894,12 +890,7 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 		waitDisabledFailure(t, f, queued)
 		slotsFree(t, d, f)
 		waitersDone(t, d)
-		if n := outbound.BreakerRequests(d, f.endpoint.ID); n != 1 {
-			t.Errorf("the endpoint's breaker counted %d requests, want the 1 sent", n)
-		}
-		if n := b.total.Load(); n != 1 {
-			t.Errorf("the endpoint got %d requests, want only the one under way when it was disabled", n)
-		}
+		onlyFirstSent(t, b, d, f)
 		notQueued(t, q, queued)
 	})
 

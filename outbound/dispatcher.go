@@ -507,9 +507,9 @@ func (d *Dispatcher) runWaiter(es *endpointState, w *waiter) {
 // timeout and rate limit. It sends nothing, and frees the slot, when the
 // endpoint was deleted or disabled while w waited, or cannot be read, or
 // (for a first attempt, which is then queued) now has a timeout that would
-// end the attempt after the time it must end by. All of that is settled before the attempt is
-// admitted, so that the endpoint's breaker counts only requests sent. The
-// concurrency limit w joined under stays.
+// end the attempt after the time it must end by. All of that is settled
+// before the attempt is admitted, so that the endpoint's breaker counts
+// only requests sent. The concurrency limit w joined under stays.
 func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
 	ctx := d.directCtx
 	ep, err := d.freshEndpoint(ctx, es, w)
@@ -529,7 +529,8 @@ func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
 		// The worker is stopping (a read may outlast Close's wait).
 		d.release(es, w.limit)
 		return fmt.Errorf("delivering %s: %w", w.del.ID, errStopping)
-	case !w.queued && d.tooLate(w.del, ep):
+	}
+	if left, ok := d.timeLeft(w.del, ep); !w.queued && ok && left < 0 {
 		// As attempt hands over a first attempt whose timeout does not fit.
 		d.release(es, w.limit)
 		return errHandOver
@@ -548,12 +549,15 @@ func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
 	return d.sendAndConclude(ctx, g, w.del, w.evt, ep, w.attempt, now)
 }
 
-// tooLate says whether an attempt of del to ep started now would end
-// after directWithin of the row becoming due, when the sweeper may queue
-// it again.
-func (d *Dispatcher) tooLate(del *hub.Delivery, ep *hub.Endpoint) bool {
-	return del.NextAttemptAt != nil && d.directWithin > 0 &&
-		d.directWithin-time.Since(*del.NextAttemptAt)-d.endpointTimeout(ep) < 0
+// timeLeft is what is left of directWithin, from when del's row became
+// due, once an attempt to ep started now has counted its timeout: past
+// that the sweeper may queue the row again. ok is false without a due
+// time or DirectWithin.
+func (d *Dispatcher) timeLeft(del *hub.Delivery, ep *hub.Endpoint) (left time.Duration, ok bool) {
+	if del.NextAttemptAt == nil || d.directWithin <= 0 {
+		return 0, false
+	}
+	return d.directWithin - time.Since(*del.NextAttemptAt) - d.endpointTimeout(ep), true
 }
 
 // freshEndpoint returns the endpoint of w as it is now, within
@@ -698,13 +702,12 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 		}
 		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
 	}
-	// What is left of directWithin, from when the row became due, once
-	// the attempt's timeout is counted: a direct attempt must end within
-	// it (the sweeper leaves the row alone that long), and any attempt
-	// may spend it waiting in its busy endpoint's line.
-	left := time.Duration(-1)
-	if del.NextAttemptAt != nil && d.directWithin > 0 {
-		left = d.directWithin - time.Since(*del.NextAttemptAt) - d.endpointTimeout(ep)
+	// A direct attempt must end within what is left (the sweeper leaves
+	// the row alone that long), and any attempt may spend it waiting in
+	// its busy endpoint's line.
+	left, ok := d.timeLeft(del, ep)
+	if !ok {
+		left = -1
 	}
 	if direct && left < 0 {
 		return errHandOver
