@@ -22,10 +22,18 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
+// sysmonErr is why `serve` runs without quietSysmon, if it does (logged
+// once the logger is set up).
+var sysmonErr error
+
 func main() {
+	root := newRootCmd(os.Getenv, os.Stdout, os.Stderr)
+	if cmd, _, err := root.Find(os.Args[1:]); err == nil && cmd.Name() == "serve" {
+		sysmonErr = reexecQuietSysmon()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRootCmd(os.Getenv, os.Stdout, os.Stderr).ExecuteContext(ctx); err != nil {
+	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "partnerhub:", err)
 		os.Exit(1)
 	}
@@ -63,6 +71,9 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 				if cfg, err = withRoles(cfgPath, getenv, roles); err != nil {
 					return err
 				}
+			}
+			if sysmonErr != nil {
+				log.Warn("running with the Go runtime's default sysmon: could not restart with "+quietSysmon, "error", sysmonErr)
 			}
 			app, err := NewApp(cmd.Context(), cfg, log, stdout, Options{})
 			if err != nil {
