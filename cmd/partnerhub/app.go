@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -252,7 +253,7 @@ func (a *App) Run(ctx context.Context) error {
 	go func() { _ = a.Links.Run(context.WithoutCancel(ctx)) }()
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
-	a.log.Info("partnerhub listening", "addr", a.Addr(), "roles", a.cfg.Roles)
+	a.log.Info("partnerhub listening", "addr", a.Addr(), "roles", a.cfg.Roles, "godebug", os.Getenv("GODEBUG"))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving HTTP: %w", err)

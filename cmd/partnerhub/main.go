@@ -28,7 +28,7 @@ var sysmonErr error
 
 func main() {
 	root := newRootCmd(os.Getenv, os.Stdout, os.Stderr)
-	if cmd, _, err := root.Find(os.Args[1:]); err == nil && cmd.Name() == "serve" {
+	if quietsSysmon(root, os.Args[1:]) {
 		sysmonErr = reexecQuietSysmon()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
