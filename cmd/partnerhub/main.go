@@ -22,18 +22,10 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// sysmonErr is why `serve` runs without quietSysmon, if it does (logged
-// once the logger is set up).
-var sysmonErr error
-
 func main() {
-	root := newRootCmd(os.Getenv, os.Stdout, os.Stderr)
-	if quietsSysmon(root, os.Args[1:]) {
-		sysmonErr = reexecQuietSysmon()
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := root.ExecuteContext(ctx); err != nil {
+	if err := newRootCmd(os.Getenv, os.Stdout, os.Stderr).ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "partnerhub:", err)
 		os.Exit(1)
 	}
@@ -71,9 +63,6 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 				if cfg, err = withRoles(cfgPath, getenv, roles); err != nil {
 					return err
 				}
-			}
-			if sysmonErr != nil {
-				log.Warn("running with the Go runtime's default sysmon: could not restart with "+quietSysmon, "error", sysmonErr)
 			}
 			app, err := NewApp(cmd.Context(), cfg, log, stdout, Options{})
 			if err != nil {

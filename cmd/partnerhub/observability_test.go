@@ -402,3 +402,43 @@ func TestRequestIDs(t *testing.T) {
 		}
 	})
 }
+
+// The start line says how the Go runtime was tuned: an operator who set
+// GODEBUG (see "Configuration") sees it took effect.
+func TestListeningLineNamesGodebug(t *testing.T) {
+	// schedtrace is read only at the process's start, so setting it here
+	// changes nothing in this test process's runtime.
+	t.Setenv("GODEBUG", "schedtrace=2147483647")
+	env := testEnv(t)
+	env["REDIS_URL"] = ""
+	cfg, err := config.Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	app, err := NewApp(context.Background(), cfg, newLogger(&logs, "info"), io.Discard, Options{QueueName: "test_" + randHex(6)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		app.Close()
+	})
+	var line map[string]any
+	waitFor(t, 10*time.Second, "the listening line", func() bool {
+		for _, l := range logs.lines(t) {
+			if l["msg"] == "partnerhub listening" {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if line["godebug"] != "schedtrace=2147483647" || line["addr"] != app.Addr() {
+		t.Fatalf("listening line %v: want godebug %q and addr %q", line, "schedtrace=2147483647", app.Addr())
+	}
+}
