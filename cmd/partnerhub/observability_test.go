@@ -291,14 +291,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestRequestIDs(t *testing.T) {
-	env := testEnv(t)
+// startLoggedHub runs an App in-process until the test ends, its JSON log
+// at level kept in the returned buffer.
+func startLoggedHub(t *testing.T, env map[string]string, level string) (*App, *syncBuffer) {
+	t.Helper()
 	cfg, err := config.Load("", func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
-	app, err := NewApp(context.Background(), cfg, newLogger(&logs, "debug"), io.Discard, Options{QueueName: "test_" + randHex(6)})
+	logs := &syncBuffer{}
+	app, err := NewApp(context.Background(), cfg, newLogger(logs, level), io.Discard, Options{QueueName: "test_" + randHex(6)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +312,11 @@ func TestRequestIDs(t *testing.T) {
 		<-done
 		app.Close()
 	})
+	return app, logs
+}
+
+func TestRequestIDs(t *testing.T) {
+	app, logs := startLoggedHub(t, testEnv(t), "debug")
 	h := &hubUnderTest{t: t, app: app, base: "http://" + app.Addr()}
 	src, secret := setupProgram(t, h, nil)
 
@@ -411,23 +418,7 @@ func TestListeningLineNamesGodebug(t *testing.T) {
 	t.Setenv("GODEBUG", "schedtrace=2147483647")
 	env := testEnv(t)
 	env["REDIS_URL"] = ""
-	cfg, err := config.Load("", func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	app, err := NewApp(context.Background(), cfg, newLogger(&logs, "info"), io.Discard, Options{QueueName: "test_" + randHex(6)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		app.Close()
-	})
+	app, logs := startLoggedHub(t, env, "info")
 	var line map[string]any
 	waitFor(t, 10*time.Second, "the listening line", func() bool {
 		for _, l := range logs.lines(t) {
