@@ -188,6 +188,8 @@ type sizeBatcher struct {
 	sizes   []int
 	// slow, when set, is how long the next batch takes.
 	slow time.Duration
+	// started, when set, is told when a batch starts to run.
+	started chan struct{}
 }
 
 func newSizeBatcher(linger, pace time.Duration) *sizeBatcher {
@@ -199,6 +201,12 @@ func newSizeBatcher(linger, pace time.Duration) *sizeBatcher {
 			sb.sizes = append(sb.sizes, len(xs))
 			slow := sb.slow
 			sb.slow = 0
+			if sb.started != nil {
+				select {
+				case sb.started <- struct{}{}:
+				default:
+				}
+			}
 			sb.sizesMu.Unlock()
 			time.Sleep(slow)
 			return xs
@@ -308,17 +316,21 @@ func TestBatcherPace(t *testing.T) {
 	// A call that waits for the one runner behind a 60 ms batch, with no
 	// call after it: when its turn comes, calls are overdue, and it runs
 	// at once instead of lingering.
+	// The call is made once that batch runs, so that how long it takes
+	// does not depend on whether the batch itself waited for company.
 	b.fiveTogether(t)
 	b.Runners = 1
+	started := make(chan struct{}, 1)
 	b.sizesMu.Lock()
 	b.slow = 60 * time.Millisecond
+	b.started = started
 	b.sizesMu.Unlock()
 	first := make(chan struct{})
 	go func() {
 		defer close(first)
 		b.Do(context.Background(), 0)
 	}()
-	time.Sleep(2 * time.Millisecond)
+	<-started
 	start := time.Now()
 	b.Do(context.Background(), 1)
 	if d := time.Since(start); d >= linger {
