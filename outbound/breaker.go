@@ -140,15 +140,16 @@ type seenEndpoint struct {
 func (es *endpointState) sawInLine(ep *hub.Endpoint, err error, at time.Time) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	if len(es.line) > 0 {
-		es.saw(ep, err, at)
-	}
+	es.saw(ep, err, at)
 }
 
 // saw keeps the read of the endpoint that began at at, its row ep or the
-// error err, as the newest unless a newer one is kept. es.mu is held, and
-// the line is not empty.
+// error err, as the newest unless a newer one is kept, when attempts wait
+// in the line. es.mu is held.
 func (es *endpointState) saw(ep *hub.Endpoint, err error, at time.Time) {
+	if len(es.line) == 0 {
+		return
+	}
 	if cur := es.seen.Load(); cur == nil || at.After(cur.at) {
 		es.seen.Store(&seenEndpoint{ep: ep, err: err, at: at})
 	}
@@ -339,9 +340,7 @@ func (d *Dispatcher) joinLine(es *endpointState, w waiter) int {
 	n := int64(len(es.line))
 	if n >= maxLine || d.lineTotal.Load() >= d.maxLines || d.lineClosed.Load() ||
 		pace*time.Duration(n+1)/time.Duration(w.limit) > wait {
-		if n > 0 { // its read is news for those in line
-			es.saw(w.ep, nil, w.read)
-		}
+		es.saw(w.ep, nil, w.read) // its read is news for those in line
 		return lineRefused
 	}
 	joined := w

@@ -467,7 +467,7 @@ func (s *readCountingStore) DeliveryEndpoints(ctx context.Context, ids []string)
 // next fails times.
 type switchedEndpointsStore struct {
 	outbound.Store
-	down  *atomic.Bool
+	down  atomic.Bool
 	fails atomic.Int32
 }
 
@@ -895,22 +895,22 @@ func TestDeliverNewWaitsForBusyEndpoint(t *testing.T) {
 	})
 
 	t.Run("a waiter whose endpoint cannot be read is queued, not sent", func(t *testing.T) {
-		var down atomic.Bool
+		var st *switchedEndpointsStore
 		f, b, q, d := setupStore(t, time.Minute, 1, 0, func(s outbound.Store) outbound.Store {
-			return &switchedEndpointsStore{Store: s, down: &down}
+			st = &switchedEndpointsStore{Store: s}
+			return st
 		})
 		outbound.SetEndpointFresh(d, 0)
 		waiting := joinLine(t, d, f)
-		down.Store(true)
+		st.down.Store(true)
 		close(b.release)
 		wantQueuedUnsent(t, f, b, q, d, waiting)
 	})
 
 	t.Run("a failed read is not the next waiter's", func(t *testing.T) {
-		var down atomic.Bool
 		var st *switchedEndpointsStore
 		f, b, q, d := setupStore(t, time.Minute, 1, 0, func(s outbound.Store) outbound.Store {
-			st = &switchedEndpointsStore{Store: s, down: &down}
+			st = &switchedEndpointsStore{Store: s}
 			return st
 		})
 		outbound.SetEndpointFresh(d, 200*time.Millisecond)

@@ -514,25 +514,23 @@ func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
 	ctx := d.directCtx
 	ep, err := d.freshEndpoint(ctx, es, w)
 	now := d.now()
-	switch {
-	case errors.Is(err, hub.ErrNotFound):
-		// Deleted while it waited: its deliveries went with it.
+	// As attempt does, a first attempt whose timeout does not fit is
+	// handed over.
+	late := err == nil && !w.queued && d.timeLeft(w.del, ep) < 0
+	if err != nil || !ep.Enabled || ctx.Err() != nil || late {
 		d.release(es, w.limit)
-		return nil
-	case err != nil:
-		d.release(es, w.limit)
-		return fmt.Errorf("loading endpoint %s of delivery %s: %w", w.ep.ID, w.del.ID, err)
-	case !ep.Enabled:
-		d.release(es, w.limit)
-		return d.conclude(ctx, w.del, ep, w.attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
-	case ctx.Err() != nil:
-		// The worker is stopping (a read may outlast Close's wait).
-		d.release(es, w.limit)
-		return fmt.Errorf("delivering %s: %w", w.del.ID, errStopping)
-	}
-	if left, ok := d.timeLeft(w.del, ep); !w.queued && ok && left < 0 {
-		// As attempt hands over a first attempt whose timeout does not fit.
-		d.release(es, w.limit)
+		switch {
+		case errors.Is(err, hub.ErrNotFound):
+			// Deleted while it waited: its deliveries went with it.
+			return nil
+		case err != nil:
+			return loadEndpointErr(w.ep.ID, w.del.ID, err)
+		case !ep.Enabled:
+			return d.concludeDisabled(ctx, w.del, ep, w.attempt, now)
+		case ctx.Err() != nil:
+			// The worker is stopping (a read may outlast Close's wait).
+			return fmt.Errorf("delivering %s: %w", w.del.ID, errStopping)
+		}
 		return errHandOver
 	}
 	// A queued attempt waits for a request slot, as its task would have,
@@ -551,13 +549,25 @@ func (d *Dispatcher) waiterAttempt(es *endpointState, w *waiter) error {
 
 // timeLeft is what is left of directWithin, from when del's row became
 // due, once an attempt to ep started now has counted its timeout: past
-// that the sweeper may queue the row again. ok is false without a due
+// that the sweeper may queue the row again. It is negative without a due
 // time or DirectWithin.
-func (d *Dispatcher) timeLeft(del *hub.Delivery, ep *hub.Endpoint) (left time.Duration, ok bool) {
+func (d *Dispatcher) timeLeft(del *hub.Delivery, ep *hub.Endpoint) time.Duration {
 	if del.NextAttemptAt == nil || d.directWithin <= 0 {
-		return 0, false
+		return -1
 	}
-	return d.directWithin - time.Since(*del.NextAttemptAt) - d.endpointTimeout(ep), true
+	return d.directWithin - time.Since(*del.NextAttemptAt) - d.endpointTimeout(ep)
+}
+
+// concludeDisabled ends the attempt of del to ep, which is disabled, as
+// failed without a request.
+func (d *Dispatcher) concludeDisabled(ctx context.Context, del *hub.Delivery, ep *hub.Endpoint, attempt int, now time.Time) error {
+	return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
+}
+
+// loadEndpointErr is the error of a failed read of endpoint epID for
+// delivery delID.
+func loadEndpointErr(epID, delID string, err error) error {
+	return fmt.Errorf("loading endpoint %s of delivery %s: %w", epID, delID, err)
 }
 
 // freshEndpoint returns the endpoint of w as it is now, within
@@ -566,12 +576,12 @@ func (d *Dispatcher) timeLeft(del *hub.Delivery, ep *hub.Endpoint) (left time.Du
 // reads the endpoint again. A read that fails otherwise is the caller's
 // alone: the next waiter tries its own.
 func (d *Dispatcher) freshEndpoint(ctx context.Context, es *endpointState, w *waiter) (*hub.Endpoint, error) {
-	if s := es.seen.Load(); s != nil && s.at.After(w.read) {
-		if time.Since(s.at) <= d.endpointFresh {
-			return s.ep, s.err
-		}
-	} else if time.Since(w.read) <= d.endpointFresh {
-		return w.ep, nil
+	ep, err, at := w.ep, error(nil), w.read
+	if s := es.seen.Load(); s != nil && s.at.After(at) {
+		ep, err, at = s.ep, s.err, s.at
+	}
+	if time.Since(at) <= d.endpointFresh {
+		return ep, err
 	}
 	read := time.Now()
 	r := d.loadEndpoint.Do(ctx, w.ep.ID)
@@ -682,7 +692,7 @@ func (d *Dispatcher) deliverFresh(ctx context.Context, f fresh) error {
 		return nil
 	}
 	if r.err != nil {
-		return fmt.Errorf("loading endpoint %s of delivery %s: %w", del.EndpointID, del.ID, r.err)
+		return loadEndpointErr(del.EndpointID, del.ID, r.err)
 	}
 	return d.attempt(ctx, &del, f.e, r.ep, read, 1, true)
 }
@@ -700,15 +710,12 @@ func (d *Dispatcher) attempt(ctx context.Context, del *hub.Delivery, evt *hub.Ev
 		if v, ok := d.endpoints.Load(ep.ID); ok { // news for the attempts in its line
 			v.(*endpointState).sawInLine(ep, nil, read)
 		}
-		return d.conclude(ctx, del, ep, attempt, now, result{class: "endpoint_disabled", msg: "the endpoint is disabled"})
+		return d.concludeDisabled(ctx, del, ep, attempt, now)
 	}
 	// A direct attempt must end within what is left (the sweeper leaves
 	// the row alone that long), and any attempt may spend it waiting in
 	// its busy endpoint's line.
-	left, ok := d.timeLeft(del, ep)
-	if !ok {
-		left = -1
-	}
+	left := d.timeLeft(del, ep)
 	if direct && left < 0 {
 		return errHandOver
 	}
